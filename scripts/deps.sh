@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs the Debian packages bitnet.c needs to build and test, when missing.
+# Safe to run repeatedly; does nothing when everything is present.
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config python3 libcjson-dev libpcre2-dev libcmocka-dev)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}" >&2
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi

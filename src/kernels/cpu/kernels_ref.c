@@ -1,0 +1,103 @@
+#include "kernels/cpu/kernels_ref.h"
+
+#include <math.h>
+
+#include "format/ggml_types.h"
+
+void bn_quantize_row_i8_ref(const float *x, int64_t n, int8_t *q, float *scale, int32_t *sum) {
+    float amax = 0.0f;
+    for (int64_t i = 0; i < n; i++) amax = fmaxf(amax, fabsf(x[i]));
+    float s = 127.0f / fmaxf(amax, 1e-5f);
+    int32_t acc = 0;
+    for (int64_t i = 0; i < n; i++) {
+        /* nearbyintf rounds half to even under the default rounding mode, as
+         * torch.round does in the reference. */
+        float v = nearbyintf(x[i] * s);
+        v = v < -128.0f ? -128.0f : (v > 127.0f ? 127.0f : v);
+        q[i] = (int8_t)v;
+        acc += q[i];
+    }
+    *scale = s;
+    *sum = acc;
+}
+
+int32_t bn_ternary_dot_ref(const bn_ternary *w, int64_t r, const int8_t *q, int32_t qsum) {
+    int32_t acc = 0;
+    for (int64_t k = 0; k < w->cols; k++) acc += bn_ternary_get_code(w, r, k) * (int32_t)q[k];
+    return acc - qsum;
+}
+
+void bn_ternary_gemm_ref(const bn_ternary *w, int64_t r0, int64_t r1, const bn_qact *a, int n_tok,
+                         float *y, int64_t ldy) {
+    for (int t = 0; t < n_tok; t++) {
+        const int8_t *q = a->q + (int64_t)t * w->cols;
+        for (int64_t r = r0; r < r1; r++) {
+            int32_t d = bn_ternary_dot_ref(w, r, q, a->sum[t]);
+            y[(int64_t)t * ldy + r] = (float)d * bn_ternary_row_scale(w, r) / a->scale[t];
+        }
+    }
+}
+
+void bn_dense_gemm_ref(const bn_dense *w, int64_t r0, int64_t r1, const float *x, int n_tok, float *y,
+                       int64_t ldy, float *scratch) {
+    for (int64_t r = r0; r < r1; r++) {
+        bn_ggml_dequantize_row(w->type, w->data + r * w->row_bytes, scratch, w->cols, 0.0f);
+        for (int t = 0; t < n_tok; t++) {
+            const float *xt = x + (int64_t)t * w->cols;
+            float acc = 0.0f;
+            for (int64_t k = 0; k < w->cols; k++) acc += scratch[k] * xt[k];
+            y[(int64_t)t * ldy + r] = acc;
+        }
+    }
+}
+
+float bn_dot_f32_ref(const float *a, const float *b, int64_t n) {
+    float acc = 0.0f;
+    for (int64_t i = 0; i < n; i++) acc += a[i] * b[i];
+    return acc;
+}
+
+float bn_dot_f16_ref(const float *a, const uint16_t *b, int64_t n) {
+    float acc = 0.0f;
+    for (int64_t i = 0; i < n; i++) acc += a[i] * bn_fp16_to_fp32(b[i]);
+    return acc;
+}
+
+void bn_axpy_f32_ref(float s, const float *x, float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] += s * x[i];
+}
+
+void bn_axpy_f16_ref(float s, const uint16_t *x, float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] += s * bn_fp16_to_fp32(x[i]);
+}
+
+void bn_f32_to_f16_ref(const float *x, uint16_t *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = bn_fp32_to_fp16(x[i]);
+}
+
+/* Σ code·q over one 128-weight block: byte b holds weights b, 32+b, 64+b,
+ * 96+b at shifts 6, 4, 2, 0. */
+static int32_t block_dot_scalar(const uint8_t *blk, const int8_t *q) {
+    int32_t acc = 0;
+    for (int b = 0; b < 32; b++) {
+        unsigned v = blk[b];
+        acc += (int32_t)(v >> 6) * q[b] + (int32_t)((v >> 4) & 3) * q[32 + b] + (int32_t)((v >> 2) & 3) * q[64 + b] +
+               (int32_t)(v & 3) * q[96 + b];
+    }
+    return acc;
+}
+
+void bn_ternary_gemm_scalar(const bn_ternary *w, int64_t r0, int64_t r1, const bn_qact *a, int n_tok, float *y,
+                            int64_t ldy) {
+    int64_t nb = w->cols / BN_TERNARY_BLOCK, row_bytes = w->cols / 4;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *wr = w->codes + r * row_bytes;
+        float ws = bn_ternary_row_scale(w, r);
+        for (int t = 0; t < n_tok; t++) {
+            const int8_t *q = a->q + (int64_t)t * w->cols;
+            int32_t acc = 0;
+            for (int64_t b = 0; b < nb; b++) acc += block_dot_scalar(wr + b * 32, q + b * BN_TERNARY_BLOCK);
+            y[(int64_t)t * ldy + r] = (float)(acc - a->sum[t]) * ws / a->scale[t];
+        }
+    }
+}

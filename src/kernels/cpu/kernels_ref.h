@@ -1,0 +1,40 @@
+/* Plain C reference kernels. They define the numerics every fast kernel must
+ * reproduce (bit-exactly for the integer parts) and serve as the fallback on
+ * CPUs without a SIMD implementation. */
+#ifndef BN_KERNELS_CPU_KERNELS_REF_H
+#define BN_KERNELS_CPU_KERNELS_REF_H
+
+#include "kernels/tensors.h"
+
+/* Per-token absmax int8 quantization of one row of n floats, exactly as the
+ * BitNet reference defines it: s = 127 / max(max|x|, 1e-5),
+ * q = clamp(round_half_even(x * s), -128, 127). Writes q[0..n), *scale = s and
+ * *sum = Σq. */
+void bn_quantize_row_i8_ref(const float *x, int64_t n, int8_t *q, float *scale, int32_t *sum);
+
+/* y[t*ldy + r] = (Σ_k code(r,k)·q_t[k] − Σq_t) · scale_r / act_scale[t]
+ * for r in [r0, r1) and t in [0, n_tok); q_t = q + t*w->cols. */
+void bn_ternary_gemm_ref(const bn_ternary *w, int64_t r0, int64_t r1, const bn_qact *a, int n_tok,
+                         float *y, int64_t ldy);
+
+/* The integer part alone for one row and one token: Σ code·q − Σq. */
+int32_t bn_ternary_dot_ref(const bn_ternary *w, int64_t r, const int8_t *q, int32_t qsum);
+
+/* y[t*ldy + r] = dot(row r of w, x_t) for r in [r0, r1), x_t = x + t*w->cols.
+ * Rows are decoded to f32 (scratch must hold w->cols floats). */
+void bn_dense_gemm_ref(const bn_dense *w, int64_t r0, int64_t r1, const float *x, int n_tok, float *y,
+                       int64_t ldy, float *scratch);
+
+/* Float helpers in plain sequential order (the scalar level uses them). */
+float bn_dot_f32_ref(const float *a, const float *b, int64_t n);
+float bn_dot_f16_ref(const float *a, const uint16_t *b, int64_t n);
+void bn_axpy_f32_ref(float s, const float *x, float *y, int64_t n);
+void bn_axpy_f16_ref(float s, const uint16_t *x, float *y, int64_t n);
+void bn_f32_to_f16_ref(const float *x, uint16_t *y, int64_t n);
+
+/* The scalar level's ternary kernel: the reference's integers, computed a
+ * 32-byte block at a time (portable C, no per-weight index arithmetic). */
+void bn_ternary_gemm_scalar(const bn_ternary *w, int64_t r0, int64_t r1, const bn_qact *a, int n_tok, float *y,
+                            int64_t ldy);
+
+#endif

@@ -1,0 +1,749 @@
+/* The CUDA backend: bn_backend_ops on one GPU.
+ *
+ * Memory: plain cudaMalloc for activations, the KV cache (f16) and weights.
+ * Weights are uploaded once per model and GPU and shared by every context of
+ * that model (a refcounted registry; see cuda_backend.h).
+ *
+ * Execution: one non-blocking stream; ops enqueue kernels and return;
+ * to_host waits. Every CUDA call and launch is checked. Because the ops
+ * return nothing, the first failure is kept ("sticky"), printed once on
+ * stderr, later ops do nothing, and to_host fills its output with NaN.
+ *
+ * Decode steps run as a CUDA graph. A step that starts with a one-token
+ * embed is recorded rather than executed: each op appends a record (its
+ * arguments, with host-side values copied). At to_host the recorded list is
+ * compared with the one the cached graph was captured from; when equal, the
+ * step's token and position are copied to device memory and the graph is
+ * replayed; otherwise the list is captured into a new graph. Kernels in the
+ * graph read the position and token from device memory, so one graph serves
+ * every position. Recorded lists are also where ops are fused: RMSNorm +
+ * quantization, matmuls sharing their input (q/k/v, gate/up) in one launch,
+ * and a matmul followed by the residual add that consumes it.
+ * Steps of several tokens (prompts) run eagerly, op by op.
+ *
+ * States (per backend):  idle --embed(n_tok = 1)--> recording
+ *                        recording --to_host / free / next embed--> idle (flush)
+ * Environment: BITNET_CUDA_GRAPH=0 disables graphs (the recorded step then
+ * runs its fused kernels directly). */
+#include <cuda_runtime.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cuda/cuda_kernels.cuh"
+
+extern "C" {
+#include "format/ggml_types.h"
+#include "kernels/cuda/cuda_backend.h"
+#include "util/error.h"
+}
+
+/* ------------------------------------------------------------- records -- */
+
+enum op_kind { OP_EMBED, OP_RMSNORM, OP_QUANTIZE, OP_TERNARY, OP_DENSE, OP_ROPE, OP_ATTN, OP_GLU, OP_ADD };
+
+/* One op's arguments. Zeroed before filling, so that records compare with
+ * memcmp. The step's position and token are kept apart (they change every
+ * step without changing the graph). */
+struct op_rec {
+    int kind, n_tok, dim, n_head, head_dim, neox, act, pad;
+    float eps, theta;
+    int64_t n;
+    const void *w; /* bn_cuda_ternary* / bn_cuda_dense* / device floats */
+    const float *x;
+    float *y;
+    const float *z;
+    bn_qact qa;
+    bn_kv_layer kv;
+    bn_attn_shape s;
+    int pos0, pad2; /* last: not compared (a replayed graph reads it from device memory) */
+};
+
+#define REC_KEY_BYTES offsetof(op_rec, pos0)
+
+/* Device allocations and host descriptors owned together. */
+struct store {
+    void **dev;
+    int n_dev, cap_dev;
+    void **host;
+    int n_host, cap_host;
+};
+
+/* A model's weights on a GPU, shared by its CUDA backends. */
+struct model_entry {
+    struct bitnet_model *m;
+    int device, refs;
+    store st;
+    model_entry *next;
+};
+
+#define ATT_SPLIT 128      /* positions per attention chunk */
+#define ATT_ROWS_CAP 2048  /* token x chunk rows of the attention work space */
+
+struct cuda_backend {
+    bn_backend base;
+    int device;
+    cudaStream_t stream;
+    int failed;
+    char message[256];
+    store own;          /* uploads made outside prepare_model (tests) */
+    model_entry *entry; /* the model's shared weights, once prepared */
+    int *d_params;      /* [position, token] of the recorded step */
+    int32_t *d_tokens;
+    int tok_cap;
+    float *ws;          /* attention chunks */
+    size_t ws_floats;
+    void *pinned;       /* staging for to_host */
+    size_t pinned_cap;
+    /* recording and graphs */
+    int use_graph, recording, rec_pos0, rec_token, rec_pos_set, rec_uniform;
+    op_rec *recs;
+    int n_recs, cap_recs;
+    cudaGraphExec_t gexec;
+    op_rec *grecs;
+    int n_grecs;
+};
+
+static cuda_backend *cb_of(bn_backend *be) { return (cuda_backend *)be; }
+static void drop_graph(cuda_backend *c);
+
+/* ------------------------------------------------------------- errors -- */
+
+/* Records the first failure; returns 1 when e is cudaSuccess. */
+static int check(cuda_backend *c, cudaError_t e, const char *what) {
+    if (e == cudaSuccess) return 1;
+    if (!c->failed) {
+        c->failed = 1;
+        snprintf(c->message, sizeof c->message, "cuda:%d: %s: %s", c->device, what, cudaGetErrorString(e));
+        fprintf(stderr, "bitnet: CUDA error: %s\n", c->message);
+    }
+    return 0;
+}
+
+static void fail_msg(cuda_backend *c, const char *fmt, ...) {
+    if (c->failed) return;
+    c->failed = 1;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->message, sizeof c->message, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "bitnet: CUDA backend: %s\n", c->message);
+}
+
+/* -------------------------------------------------------------- stores -- */
+
+static int push_ptr(void ***arr, int *n, int *cap, void *p) {
+    if (*n == *cap) {
+        int nc = *cap ? *cap * 2 : 64;
+        void **a = (void **)realloc(*arr, (size_t)nc * sizeof *a);
+        if (!a) return 0;
+        *arr = a, *cap = nc;
+    }
+    (*arr)[(*n)++] = p;
+    return 1;
+}
+
+static void store_free(store *s) {
+    for (int i = 0; i < s->n_dev; i++) cudaFree(s->dev[i]);
+    for (int i = 0; i < s->n_host; i++) free(s->host[i]);
+    free(s->dev);
+    free(s->host);
+    memset(s, 0, sizeof *s);
+}
+
+static store *cur_store(cuda_backend *c) { return c->entry ? &c->entry->st : &c->own; }
+
+/* Device memory holding a copy of `bytes` host bytes, owned by the current store. */
+static bitnet_status upload(cuda_backend *c, const void *src, size_t bytes, void **out, bitnet_error *err) {
+    void *d = NULL;
+    cudaError_t e = cudaSetDevice(c->device);
+    if (e == cudaSuccess) e = cudaMalloc(&d, bytes ? bytes : 1);
+    if (e == cudaSuccess && bytes) e = cudaMemcpy(d, src, bytes, cudaMemcpyHostToDevice);
+    if (e != cudaSuccess) {
+        if (d) cudaFree(d);
+        cudaGetLastError();
+        return bn_fail(err, BITNET_E_DEVICE, "cuda:%d: cannot upload %zu bytes of weights: %s", c->device, bytes,
+                       cudaGetErrorString(e));
+    }
+    store *s = cur_store(c);
+    if (!push_ptr(&s->dev, &s->n_dev, &s->cap_dev, d)) {
+        cudaFree(d);
+        return bn_fail(err, BITNET_E_NOMEM, "out of memory");
+    }
+    *out = d;
+    return BITNET_OK;
+}
+
+static void *host_desc(cuda_backend *c, size_t bytes) {
+    store *s = cur_store(c);
+    void *p = calloc(1, bytes);
+    if (p && !push_ptr(&s->host, &s->n_host, &s->cap_host, p)) {
+        free(p);
+        p = NULL;
+    }
+    return p;
+}
+
+extern "C" bitnet_status bn_cuda_upload_ternary(bn_backend *be, bn_ternary *w, bitnet_error *err) {
+    cuda_backend *c = cb_of(be);
+    bn_cuda_ternary *t = (bn_cuda_ternary *)host_desc(c, sizeof *t);
+    float *scale = (float *)malloc((size_t)w->rows * sizeof(float));
+    if (!t || !scale) {
+        free(scale);
+        return bn_fail(err, BITNET_E_NOMEM, "out of memory");
+    }
+    for (int64_t r = 0; r < w->rows; r++) scale[r] = bn_ternary_row_scale(w, r);
+    void *codes = NULL, *sc = NULL;
+    bitnet_status rc = upload(c, w->codes, (size_t)w->rows * (size_t)(w->cols / 4), &codes, err);
+    if (!rc) rc = upload(c, scale, (size_t)w->rows * sizeof(float), &sc, err);
+    free(scale);
+    if (rc) return rc;
+    t->codes = (const uint8_t *)codes;
+    t->scale = (const float *)sc;
+    w->dev = t;
+    return BITNET_OK;
+}
+
+extern "C" bitnet_status bn_cuda_upload_vec(bn_backend *be, bn_vec *v, bitnet_error *err) {
+    return upload(cb_of(be), v->data, (size_t)v->n * sizeof(float), &v->dev, err);
+}
+
+extern "C" bitnet_status bn_cuda_upload_dense_raw(bn_backend *be, uint32_t type, const void *data, int64_t rows,
+                                                  uint64_t row_bytes, void **dev, bitnet_error *err) {
+    cuda_backend *c = cb_of(be);
+    bn_cuda_dense *d = (bn_cuda_dense *)host_desc(c, sizeof *d);
+    if (!d) return bn_fail(err, BITNET_E_NOMEM, "out of memory");
+    void *p = NULL;
+    bitnet_status rc = upload(c, data, (size_t)rows * row_bytes, &p, err);
+    if (rc) return rc;
+    d->type = type;
+    d->data = p;
+    d->row_bytes = row_bytes;
+    *dev = d;
+    return BITNET_OK;
+}
+
+/* ------------------------------------------------------------ registry -- */
+
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static model_entry *reg_head;
+
+extern "C" bitnet_status bn_cuda_weights_acquire(bn_backend *be, struct bitnet_model *m, int *fresh,
+                                                 bitnet_error *err) {
+    cuda_backend *c = cb_of(be);
+    bitnet_status rc = BITNET_OK;
+    pthread_mutex_lock(&reg_lock);
+    model_entry *e = reg_head;
+    while (e && e->m != m) e = e->next;
+    if (c->entry) {
+        rc = bn_fail(err, BITNET_E_INTERNAL, "CUDA backend prepared twice");
+    } else if (e && e->device != c->device) {
+        rc = bn_fail(err, BITNET_E_UNSUPPORTED, "this model is already on cuda:%d; one GPU per model", e->device);
+    } else if (e) {
+        e->refs++;
+        c->entry = e;
+        *fresh = 0;
+    } else if (!(e = (model_entry *)calloc(1, sizeof *e))) {
+        rc = bn_fail(err, BITNET_E_NOMEM, "out of memory");
+    } else {
+        e->m = m, e->device = c->device, e->refs = 1, e->next = reg_head;
+        reg_head = c->entry = e;
+        *fresh = 1;
+    }
+    pthread_mutex_unlock(&reg_lock);
+    return rc;
+}
+
+extern "C" void bn_cuda_weights_release(bn_backend *be) {
+    cuda_backend *c = cb_of(be);
+    if (!c->entry) return;
+    pthread_mutex_lock(&reg_lock);
+    model_entry *e = c->entry;
+    c->entry = NULL;
+    if (--e->refs == 0) {
+        model_entry **pp = &reg_head;
+        while (*pp != e) pp = &(*pp)->next;
+        *pp = e->next;
+        cudaSetDevice(e->device);
+        store_free(&e->st);
+        bn_cuda_model_clear(e->m);
+        free(e);
+    }
+    pthread_mutex_unlock(&reg_lock);
+}
+
+/* ---------------------------------------------------------- work space -- */
+
+static int ensure_ws(cuda_backend *c, size_t floats) {
+    if (floats <= c->ws_floats) return 1;
+    drop_graph(c); /* a captured graph holds the old pointer */
+    if (c->ws) check(c, cudaFree(c->ws), "cudaFree");
+    c->ws = NULL;
+    c->ws_floats = 0;
+    if (!check(c, cudaMalloc((void **)&c->ws, floats * sizeof(float)), "cudaMalloc (attention work space)"))
+        return 0;
+    c->ws_floats = floats;
+    return 1;
+}
+
+extern "C" bitnet_status bn_cuda_reserve(bn_backend *be, int n_head, int head_dim, bitnet_error *err) {
+    cuda_backend *c = cb_of(be);
+    if (!ensure_ws(c, (size_t)ATT_ROWS_CAP * n_head * (head_dim + 2)))
+        return bn_fail(err, BITNET_E_DEVICE, "%s", c->message);
+    return BITNET_OK;
+}
+
+/* Chunks for attention over `len` positions for n_tok tokens. */
+static void attn_split(int len, int n_tok, int *n_split, int *split_len) {
+    int ns = (len + ATT_SPLIT - 1) / ATT_SPLIT, cap = ATT_ROWS_CAP / n_tok;
+    if (ns > cap) ns = cap > 1 ? cap : 1;
+    *n_split = ns;
+    *split_len = (len + ns - 1) / ns;
+}
+
+/* ------------------------------------------------------------ executor -- */
+
+static const bn_cuda_ternary *tern(const op_rec *r) { return (const bn_cuda_ternary *)r->w; }
+
+static int same_qact(const bn_qact *a, const bn_qact *b) {
+    return a->q == b->q && a->scale == b->scale && a->sum == b->sum;
+}
+
+/* Runs the op at r[0], fusing it with the ops after it when they allow.
+ * Returns the number of records consumed. */
+static int run_one(cuda_backend *c, const op_rec *r, int avail, int graph, const int32_t *tokens) {
+    cudaStream_t st = c->stream;
+    bn_pos pos = {r->pos0, graph ? c->d_params : NULL};
+    switch (r->kind) {
+    case OP_EMBED: {
+        const bn_cuda_dense *d = (const bn_cuda_dense *)r->w;
+        check(c, bn_k_embed(st, d->type, d->data, d->row_bytes, r->dim, tokens, r->n_tok, r->y), "embed");
+        return 1;
+    }
+    case OP_RMSNORM: {
+        const op_rec *nx = avail > 1 ? r + 1 : NULL;
+        int fuse = nx && nx->kind == OP_QUANTIZE && nx->x == r->y && nx->n_tok == r->n_tok && nx->dim == r->dim;
+        check(c, bn_k_rmsnorm(st, r->x, (const float *)r->w, r->n_tok, r->dim, r->eps, r->y, fuse ? &nx->qa : NULL),
+              "rmsnorm");
+        return fuse ? 2 : 1;
+    }
+    case OP_QUANTIZE: check(c, bn_k_quantize(st, r->x, r->n_tok, r->dim, &r->qa), "quantize"); return 1;
+    case OP_TERNARY: {
+        bn_tern_job jobs[BN_TERN_MAX_JOBS];
+        int n = 0;
+        while (n < avail && n < BN_TERN_MAX_JOBS && r[n].kind == OP_TERNARY && r[n].n_tok == r->n_tok &&
+               r[n].dim == r->dim && same_qact(&r[n].qa, &r->qa)) {
+            jobs[n].codes = tern(r + n)->codes;
+            jobs[n].scale = tern(r + n)->scale;
+            jobs[n].y = r[n].y;
+            jobs[n].rows = (int)r[n].n;
+            jobs[n].accumulate = 0;
+            n++;
+        }
+        int used = n;
+        const op_rec *nx = n == 1 && avail > 1 ? r + 1 : NULL;
+        if (nx && nx->kind == OP_ADD && nx->x == r->y && nx->n == r->n * r->n_tok) {
+            jobs[0].y = (float *)nx->y; /* add's destination, accumulated into */
+            jobs[0].accumulate = 1;
+            used = 2;
+        }
+        check(c, bn_k_ternary(st, jobs, n, r->dim, &r->qa, r->n_tok), "ternary matmul");
+        return used;
+    }
+    case OP_DENSE: {
+        const bn_cuda_dense *d = (const bn_cuda_dense *)r->w;
+        check(c, bn_k_dense(st, d->type, d->data, d->row_bytes, (int)r->n, r->dim, r->x, r->n_tok, r->y),
+              "dense matmul");
+        return 1;
+    }
+    case OP_ROPE:
+        check(c, bn_k_rope(st, r->y, r->n_tok, r->n_head, r->head_dim, pos, r->theta, r->neox), "rope");
+        return 1;
+    case OP_ATTN: {
+        int len = pos.ptr ? r->s.n_ctx : pos.val + r->n_tok, n_split, split_len;
+        attn_split(len, r->n_tok, &n_split, &split_len);
+        check(c, bn_k_attention(st, &r->kv, &r->s, r->x, r->z, (const float *)r->w, r->n_tok, pos, n_split,
+                                split_len, c->ws, r->y),
+              "attention");
+        return 1;
+    }
+    case OP_GLU: check(c, bn_k_glu(st, r->y, r->x, r->n, r->act), "glu"); return 1;
+    case OP_ADD: check(c, bn_k_add(st, r->y, r->x, r->n), "add"); return 1;
+    }
+    return 1;
+}
+
+static void run_list(cuda_backend *c, const op_rec *r, int n, int graph) {
+    for (int i = 0; i < n && !c->failed;) i += run_one(c, r + i, n - i, graph, c->d_params + 1);
+}
+
+static int same_list(const op_rec *a, const op_rec *b, int n) {
+    for (int i = 0; i < n; i++)
+        if (memcmp(a + i, b + i, REC_KEY_BYTES)) return 0;
+    return 1;
+}
+
+static void drop_graph(cuda_backend *c) {
+    if (c->gexec) cudaGraphExecDestroy(c->gexec);
+    c->gexec = NULL;
+    c->n_grecs = 0;
+}
+
+/* Replays the cached graph, or captures the recorded list into it. */
+static void run_graph(cuda_backend *c) {
+    if (c->gexec && c->n_grecs == c->n_recs && same_list(c->grecs, c->recs, c->n_recs)) {
+        check(c, cudaGraphLaunch(c->gexec, c->stream), "cudaGraphLaunch");
+        return;
+    }
+    cudaGraph_t g = NULL;
+    if (!check(c, cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture"))
+        return;
+    run_list(c, c->recs, c->n_recs, 1);
+    cudaError_t e = cudaStreamEndCapture(c->stream, &g);
+    if (!check(c, e, "cudaStreamEndCapture") || c->failed) {
+        if (g) cudaGraphDestroy(g);
+        return;
+    }
+    if (c->gexec) {
+        cudaGraphExecUpdateResultInfo info;
+        if (cudaGraphExecUpdate(c->gexec, g, &info) != cudaSuccess) {
+            cudaGetLastError();
+            cudaGraphExecDestroy(c->gexec);
+            c->gexec = NULL;
+        }
+    }
+    if (!c->gexec) check(c, cudaGraphInstantiate(&c->gexec, g, 0), "cudaGraphInstantiate");
+    cudaGraphDestroy(g);
+    op_rec *copy = (op_rec *)realloc(c->grecs, (size_t)c->n_recs * sizeof(op_rec));
+    if (!copy) {
+        fail_msg(c, "out of memory");
+        return;
+    }
+    memcpy(copy, c->recs, (size_t)c->n_recs * sizeof(op_rec));
+    c->grecs = copy;
+    c->n_grecs = c->n_recs;
+    if (c->gexec) check(c, cudaGraphLaunch(c->gexec, c->stream), "cudaGraphLaunch");
+}
+
+/* Executes the recorded step (graph or direct) and returns to idle. */
+static void flush(cuda_backend *c) {
+    if (!c->recording) return;
+    c->recording = 0;
+    if (c->failed) return;
+    check(c, cudaSetDevice(c->device), "cudaSetDevice");
+    int params[2] = {c->rec_pos0, c->rec_token};
+    /* From pageable memory: the call returns once `params` has been consumed. */
+    if (!check(c, cudaMemcpyAsync(c->d_params, params, sizeof params, cudaMemcpyHostToDevice, c->stream),
+               "cudaMemcpyAsync (step parameters)"))
+        return;
+    if (c->use_graph && c->rec_uniform) run_graph(c);
+    else run_list(c, c->recs, c->n_recs, 0);
+}
+
+/* Appends a record while recording, or runs it now. */
+static void submit(cuda_backend *c, const op_rec *r, int pos0) {
+    if (c->failed) return;
+    if (c->recording) {
+        if (pos0 >= 0) {
+            if (c->rec_pos_set && pos0 != c->rec_pos0) c->rec_uniform = 0;
+            c->rec_pos0 = pos0;
+            c->rec_pos_set = 1;
+        }
+        if (c->n_recs == c->cap_recs) {
+            int nc = c->cap_recs ? c->cap_recs * 2 : 256;
+            op_rec *a = (op_rec *)realloc(c->recs, (size_t)nc * sizeof *a);
+            if (!a) return fail_msg(c, "out of memory recording a decode step");
+            c->recs = a, c->cap_recs = nc;
+        }
+        c->recs[c->n_recs] = *r;
+        c->recs[c->n_recs++].pos0 = pos0 < 0 ? 0 : pos0;
+        return;
+    }
+    if (!check(c, cudaSetDevice(c->device), "cudaSetDevice")) return;
+    op_rec now = *r;
+    now.pos0 = pos0 < 0 ? 0 : pos0;
+    run_one(c, &now, 1, 0, c->d_tokens);
+}
+
+static op_rec new_rec(int kind) {
+    op_rec r;
+    memset(&r, 0, sizeof r);
+    r.kind = kind;
+    return r;
+}
+
+/* ----------------------------------------------------------------- ops -- */
+
+static void *cu_alloc(bn_backend *be, size_t bytes) {
+    cuda_backend *c = cb_of(be);
+    void *p = NULL;
+    if (!check(c, cudaSetDevice(c->device), "cudaSetDevice")) return NULL;
+    cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
+    if (e != cudaSuccess) {
+        cudaGetLastError(); /* out of memory is the caller's error to report */
+        return NULL;
+    }
+    if (!check(c, cudaMemsetAsync(p, 0, bytes, c->stream), "cudaMemsetAsync")) {
+        cudaFree(p);
+        return NULL;
+    }
+    return p;
+}
+
+static void cu_free(bn_backend *be, void *p) {
+    cuda_backend *c = cb_of(be);
+    if (!p) return;
+    flush(c);
+    cudaSetDevice(c->device);
+    check(c, cudaStreamSynchronize(c->stream), "cudaStreamSynchronize");
+    check(c, cudaFree(p), "cudaFree");
+}
+
+static int need_dev(cuda_backend *c, const void *dev, const char *what) {
+    if (dev) return 1;
+    fail_msg(c, "%s is not on the GPU (prepare_model was not called for this model)", what);
+    return 0;
+}
+
+static void cu_embed(bn_backend *be, const bn_dense *emb, const int32_t *tokens, int n_tok, float *x) {
+    cuda_backend *c = cb_of(be);
+    flush(c); /* a step that never reached to_host */
+    if (c->failed || !need_dev(c, emb->dev, "the token embedding")) return;
+    op_rec r = new_rec(OP_EMBED);
+    r.w = emb->dev, r.n_tok = n_tok, r.dim = (int)emb->cols, r.y = x;
+    if (n_tok == 1) {
+        c->recording = 1;
+        c->n_recs = 0;
+        c->rec_pos_set = 0;
+        c->rec_pos0 = 0;
+        c->rec_uniform = 1;
+        c->rec_token = tokens[0];
+        submit(c, &r, -1);
+        return;
+    }
+    if (!check(c, cudaSetDevice(c->device), "cudaSetDevice")) return;
+    if (n_tok > c->tok_cap) {
+        cudaStreamSynchronize(c->stream);
+        cudaFree(c->d_tokens);
+        c->d_tokens = NULL;
+        c->tok_cap = 0;
+        if (!check(c, cudaMalloc((void **)&c->d_tokens, (size_t)n_tok * sizeof(int32_t)), "cudaMalloc (tokens)"))
+            return;
+        c->tok_cap = n_tok;
+    }
+    if (!check(c, cudaMemcpyAsync(c->d_tokens, tokens, (size_t)n_tok * sizeof(int32_t), cudaMemcpyHostToDevice,
+                                  c->stream),
+               "cudaMemcpyAsync (tokens)"))
+        return;
+    submit(c, &r, -1);
+}
+
+static void cu_rmsnorm(bn_backend *be, const float *x, const bn_vec *w, int n_tok, int dim, float eps, float *out) {
+    cuda_backend *c = cb_of(be);
+    if (!need_dev(c, w->dev, "a norm weight")) return;
+    op_rec r = new_rec(OP_RMSNORM);
+    r.x = x, r.w = w->dev, r.n_tok = n_tok, r.dim = dim, r.eps = eps, r.y = out;
+    submit(c, &r, -1);
+}
+
+static void cu_quantize(bn_backend *be, const float *x, int n_tok, int dim, const bn_qact *out) {
+    op_rec r = new_rec(OP_QUANTIZE);
+    r.x = x, r.n_tok = n_tok, r.dim = dim, r.qa = *out;
+    submit(cb_of(be), &r, -1);
+}
+
+static void cu_matmul_ternary(bn_backend *be, const bn_ternary *w, const bn_qact *a, int n_tok, float *y) {
+    cuda_backend *c = cb_of(be);
+    if (!need_dev(c, w->dev, "a ternary weight")) return;
+    if (w->cols % 128 || w->rows > INT32_MAX) return fail_msg(c, "unsupported ternary shape");
+    op_rec r = new_rec(OP_TERNARY);
+    r.w = w->dev, r.qa = *a, r.n_tok = n_tok, r.dim = (int)w->cols, r.n = w->rows, r.y = y;
+    submit(c, &r, -1);
+}
+
+static void cu_matmul_dense(bn_backend *be, const bn_dense *w, const float *x, int n_tok, float *y) {
+    cuda_backend *c = cb_of(be);
+    if (!need_dev(c, w->dev, "the output head")) return;
+    op_rec r = new_rec(OP_DENSE);
+    r.w = w->dev, r.x = x, r.n_tok = n_tok, r.dim = (int)w->cols, r.n = w->rows, r.y = y;
+    submit(c, &r, -1);
+}
+
+static void cu_rope(bn_backend *be, float *x, int n_tok, int n_head, int head_dim, int pos0, float theta, int neox) {
+    op_rec r = new_rec(OP_ROPE);
+    r.y = x, r.n_tok = n_tok, r.n_head = n_head, r.head_dim = head_dim, r.theta = theta, r.neox = neox;
+    submit(cb_of(be), &r, pos0);
+}
+
+static void cu_attention(bn_backend *be, const bn_kv_layer *kv, const bn_attn_shape *s, const float *q,
+                         const float *k, const float *v, int n_tok, int pos0, float *out) {
+    cuda_backend *c = cb_of(be);
+    if (c->failed) return;
+    if (!bn_k_attention_supported(s->head_dim) || s->n_head % s->n_head_kv)
+        return fail_msg(c, "attention with head_dim %d and %d/%d heads is not supported", s->head_dim, s->n_head,
+                        s->n_head_kv);
+    int len = c->recording ? s->n_ctx : pos0 + n_tok, n_split, split_len;
+    attn_split(len, n_tok, &n_split, &split_len);
+    if (!ensure_ws(c, (size_t)n_tok * n_split * s->n_head * (s->head_dim + 2))) return;
+    op_rec r = new_rec(OP_ATTN);
+    r.kv = *kv, r.s = *s, r.x = q, r.z = k, r.w = v, r.n_tok = n_tok, r.y = out;
+    submit(c, &r, pos0);
+}
+
+static void cu_glu(bn_backend *be, float *g, const float *u, int64_t n, bn_glu_act act) {
+    op_rec r = new_rec(OP_GLU);
+    r.y = g, r.x = u, r.n = n, r.act = act;
+    submit(cb_of(be), &r, -1);
+}
+
+static void cu_add(bn_backend *be, float *x, const float *y, int64_t n) {
+    op_rec r = new_rec(OP_ADD);
+    r.y = x, r.x = y, r.n = n;
+    submit(cb_of(be), &r, -1);
+}
+
+extern "C" bitnet_status bn_cuda_copy_to_device(bn_backend *be, void *dst, const void *src, size_t n,
+                                                bitnet_error *err) {
+    cuda_backend *c = cb_of(be);
+    flush(c);
+    if (!c->failed && check(c, cudaSetDevice(c->device), "cudaSetDevice") &&
+        check(c, cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, c->stream), "cudaMemcpyAsync") &&
+        check(c, cudaStreamSynchronize(c->stream), "cudaStreamSynchronize"))
+        return BITNET_OK;
+    return bn_fail(err, BITNET_E_DEVICE, "%s", c->message);
+}
+
+static int ensure_pinned(cuda_backend *c, size_t n) {
+    if (n <= c->pinned_cap) return 1;
+    if (c->pinned) cudaFreeHost(c->pinned);
+    c->pinned = NULL;
+    c->pinned_cap = 0;
+    if (cudaHostAlloc(&c->pinned, n, cudaHostAllocDefault) != cudaSuccess) {
+        cudaGetLastError();
+        c->pinned = NULL;
+        return 0;
+    }
+    c->pinned_cap = n;
+    return 1;
+}
+
+#define PINNED_MAX (64u << 20)
+
+static void cu_to_host(bn_backend *be, void *dst, const void *src, size_t n) {
+    cuda_backend *c = cb_of(be);
+    flush(c);
+    if (!c->failed) check(c, cudaSetDevice(c->device), "cudaSetDevice");
+    if (!c->failed && n <= PINNED_MAX && ensure_pinned(c, n)) {
+        if (check(c, cudaMemcpyAsync(c->pinned, src, n, cudaMemcpyDeviceToHost, c->stream), "cudaMemcpyAsync") &&
+            check(c, cudaStreamSynchronize(c->stream), "cudaStreamSynchronize"))
+            memcpy(dst, c->pinned, n);
+    } else if (!c->failed) {
+        if (check(c, cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, c->stream), "cudaMemcpyAsync"))
+            check(c, cudaStreamSynchronize(c->stream), "cudaStreamSynchronize");
+    }
+    if (c->failed) memset(dst, 0xff, n); /* NaN floats: a failed step never looks like a result */
+}
+
+static void cu_destroy(bn_backend *be) {
+    cuda_backend *c = cb_of(be);
+    if (!c) return;
+    flush(c);
+    cudaSetDevice(c->device);
+    if (c->stream) cudaStreamSynchronize(c->stream);
+    drop_graph(c);
+    bn_cuda_weights_release(be);
+    store_free(&c->own);
+    cudaFree(c->d_params);
+    cudaFree(c->d_tokens);
+    cudaFree(c->ws);
+    if (c->pinned) cudaFreeHost(c->pinned);
+    if (c->stream) cudaStreamDestroy(c->stream);
+    cudaGetLastError();
+    free(c->recs);
+    free(c->grecs);
+    free(c);
+}
+
+static bitnet_status prepare_model(bn_backend *be, struct bitnet_model *m, bitnet_error *err) {
+    return bn_cuda_prepare_model(be, m, err);
+}
+
+static bn_backend_ops make_ops(void) {
+    bn_backend_ops o;
+    memset(&o, 0, sizeof o);
+    o.name = "cuda";
+    o.destroy = cu_destroy;
+    o.alloc = cu_alloc;
+    o.free = cu_free;
+    o.kv_elem_size = 2; /* f16 */
+    o.prepare_model = prepare_model;
+    o.embed = cu_embed;
+    o.rmsnorm = cu_rmsnorm;
+    o.quantize = cu_quantize;
+    o.matmul_ternary = cu_matmul_ternary;
+    o.matmul_dense = cu_matmul_dense;
+    o.rope = cu_rope;
+    o.attention = cu_attention;
+    o.glu = cu_glu;
+    o.add = cu_add;
+    o.to_host = cu_to_host;
+    return o;
+}
+
+static const bn_backend_ops cuda_ops = make_ops();
+
+/* ------------------------------------------------------------- creation -- */
+
+extern "C" int bn_cuda_device_count(void) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return n;
+}
+
+static bitnet_status init_device(cuda_backend *c, bitnet_error *err) {
+    cudaDeviceProp prop;
+    cudaError_t e = cudaGetDeviceProperties(&prop, c->device);
+    if (e == cudaSuccess && prop.major < 8)
+        return bn_fail(err, BITNET_E_DEVICE,
+                       "cuda:%d (%s) has compute capability %d.%d; bitnet.c's CUDA backend needs 8.0 or newer",
+                       c->device, prop.name, prop.major, prop.minor);
+    if (e == cudaSuccess) e = cudaSetDevice(c->device);
+    if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking);
+    if (e == cudaSuccess) e = cudaMalloc((void **)&c->d_params, 2 * sizeof(int));
+    if (e == cudaSuccess) e = cudaMalloc((void **)&c->d_tokens, 4096 * sizeof(int32_t));
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return bn_fail(err, BITNET_E_DEVICE, "cuda:%d: cannot initialise: %s", c->device, cudaGetErrorString(e));
+    }
+    c->tok_cap = 4096;
+    return BITNET_OK;
+}
+
+extern "C" bitnet_status bn_backend_cuda_create(bn_backend **out, int device, bitnet_error *err) {
+    *out = NULL;
+    int n = bn_cuda_device_count();
+    if (n == 0) return bn_fail(err, BITNET_E_DEVICE, "no CUDA GPU found (no device or no driver)");
+    if (device < 0 || device >= n)
+        return bn_fail(err, BITNET_E_DEVICE, "CUDA device %d does not exist (%d found: cuda:0..cuda:%d)", device, n,
+                       n - 1);
+    cuda_backend *c = (cuda_backend *)calloc(1, sizeof *c);
+    if (!c) return bn_fail(err, BITNET_E_NOMEM, "out of memory");
+    c->base.ops = &cuda_ops;
+    c->device = device;
+    const char *g = getenv("BITNET_CUDA_GRAPH");
+    c->use_graph = !(g && !strcmp(g, "0"));
+    bitnet_status rc = init_device(c, err);
+    if (rc) {
+        cu_destroy(&c->base);
+        return rc;
+    }
+    *out = &c->base;
+    return BITNET_OK;
+}

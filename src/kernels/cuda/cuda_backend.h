@@ -1,0 +1,76 @@
+/* Internals of the CUDA backend shared by its C part (cuda_model.c, which
+ * walks the model to upload its weights) and its CUDA part (*.cu). Not public.
+ *
+ * Weights on the GPU. Each host descriptor's `dev` field points to:
+ *   bn_ternary.dev -> bn_cuda_ternary (host struct): the 2-bit codes in the
+ *                     engine's own layout (kernels/tensors.h, unchanged: a
+ *                     16-byte load gives 64 weights, 4 runs of 16, ready for
+ *                     dp4a and for the int8 mma fragments) and one f32 scale
+ *                     per row (a uniform scale is expanded);
+ *   bn_dense.dev   -> bn_cuda_dense (host struct): F32, F16 or BF16 rows as in
+ *                     the file; other types (Q8_0, Q4_0, Q6_K) are decoded on
+ *                     the host at upload and stored as F16 (documented loss:
+ *                     < 2^-11 relative per element);
+ *   bn_vec.dev     -> the n floats on the device.
+ * A model's weights are uploaded once per GPU and shared by every CUDA
+ * backend (context) of that model; the last backend destroyed frees them and
+ * clears the `dev` fields. One GPU per model at a time. */
+#ifndef BN_KERNELS_CUDA_CUDA_BACKEND_H
+#define BN_KERNELS_CUDA_CUDA_BACKEND_H
+
+#include <stdint.h>
+
+#include "kernels/backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct bitnet_model;
+
+typedef struct bn_cuda_ternary {
+    const uint8_t *codes; /* device: rows * cols/4 bytes */
+    const float *scale;   /* device: rows floats */
+} bn_cuda_ternary;
+
+typedef struct bn_cuda_dense {
+    uint32_t type;        /* BN_GGML_F32, _F16 or _BF16 */
+    const void *data;     /* device: rows * row_bytes bytes */
+    uint64_t row_bytes;
+} bn_cuda_dense;
+
+/* Registers backend `be` as a user of model m's GPU weights. *fresh = 1 when
+ * they are not on the GPU yet (the caller uploads them, into storage owned by
+ * the shared entry). BITNET_E_UNSUPPORTED when m is on another GPU. */
+bitnet_status bn_cuda_weights_acquire(bn_backend *be, struct bitnet_model *m, int *fresh, bitnet_error *err);
+/* Drops be's reference; the last one frees the weights and clears m's `dev`
+ * fields. Called by the backend's destroy; a no-op when be holds none. */
+void bn_cuda_weights_release(bn_backend *be);
+
+/* Uploads one tensor and sets its `dev` field. Storage belongs to the model's
+ * shared entry while acquired, else to the backend itself (tests). */
+bitnet_status bn_cuda_upload_ternary(bn_backend *be, bn_ternary *w, bitnet_error *err);
+bitnet_status bn_cuda_upload_vec(bn_backend *be, bn_vec *v, bitnet_error *err);
+/* type must be F32, F16 or BF16; data holds rows * row_bytes bytes. */
+bitnet_status bn_cuda_upload_dense_raw(bn_backend *be, uint32_t type, const void *data, int64_t rows,
+                                       uint64_t row_bytes, void **dev, bitnet_error *err);
+
+/* Sizes the attention work space for n_head heads of head_dim (also grown on
+ * demand by prefill; never during a decode step). */
+bitnet_status bn_cuda_reserve(bn_backend *be, int n_head, int head_dim, bitnet_error *err);
+
+/* Copies n host bytes to backend memory from alloc, in stream order (tests
+ * and benchmarks: the ops table has no host-to-device copy). */
+bitnet_status bn_cuda_copy_to_device(bn_backend *be, void *dst, const void *src, size_t n, bitnet_error *err);
+
+/* cuda_model.c: uploads every weight of m (prepare_model of the ops table). */
+bitnet_status bn_cuda_prepare_model(bn_backend *be, struct bitnet_model *m, bitnet_error *err);
+/* Uploads one dense tensor, converting types the kernels do not read to F16. */
+bitnet_status bn_cuda_upload_dense(bn_backend *be, bn_dense *w, bitnet_error *err);
+/* Sets every `dev` field of m to NULL. */
+void bn_cuda_model_clear(struct bitnet_model *m);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

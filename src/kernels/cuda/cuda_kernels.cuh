@@ -1,0 +1,61 @@
+/* Launchers of the CUDA kernels (CUDA C++, internal to src/kernels/cuda).
+ *
+ * Every launcher enqueues on `st` and returns cudaGetLastError() of its
+ * launch(es), so that the backend checks each one. Pointers are device
+ * memory. Numerics follow the CPU reference (kernels/cpu/kernels_ref.c,
+ * backend_cpu.c): the integer parts and the activation quantization are
+ * bit-exact; float reductions differ only in summation order. */
+#ifndef BN_KERNELS_CUDA_CUDA_KERNELS_CUH
+#define BN_KERNELS_CUDA_CUDA_KERNELS_CUH
+
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+extern "C" {
+#include "kernels/backend.h"
+}
+
+/* A position known on the host (eager launches) or, when ptr is not NULL,
+ * read from device memory when the kernel runs (replayed CUDA graphs). */
+struct bn_pos {
+    int val;
+    const int *ptr;
+};
+
+/* One ternary matrix of a (possibly fused) matmul: y[t*rows + r] (+)= ... */
+struct bn_tern_job {
+    const uint8_t *codes;
+    const float *scale; /* rows floats */
+    float *y;
+    int rows;
+    int accumulate;     /* 1: y += result (a fused residual add) */
+};
+
+#define BN_TERN_MAX_JOBS 3
+
+cudaError_t bn_k_embed(cudaStream_t st, uint32_t type, const void *emb, uint64_t row_bytes, int cols,
+                       const int32_t *tokens, int n_tok, float *x);
+/* out = rmsnorm(x) * w; when qa is not NULL, also quantizes out into qa. */
+cudaError_t bn_k_rmsnorm(cudaStream_t st, const float *x, const float *w, int n_tok, int dim, float eps, float *out,
+                         const bn_qact *qa);
+cudaError_t bn_k_quantize(cudaStream_t st, const float *x, int n_tok, int dim, const bn_qact *qa);
+/* n_jobs matrices of `cols` inputs sharing the activations a. */
+cudaError_t bn_k_ternary(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, int cols, const bn_qact *a, int n_tok);
+cudaError_t bn_k_dense(cudaStream_t st, uint32_t type, const void *w, uint64_t row_bytes, int rows, int cols,
+                       const float *x, int n_tok, float *y);
+cudaError_t bn_k_rope(cudaStream_t st, float *x, int n_tok, int n_head, int head_dim, bn_pos pos, float theta,
+                      int neox);
+cudaError_t bn_k_glu(cudaStream_t st, float *g, const float *u, int64_t n, int act);
+cudaError_t bn_k_add(cudaStream_t st, float *x, const float *y, int64_t n);
+
+/* Attention over an f16 KV cache. Stores k, v at positions pos.. then, for
+ * each token t, attends over positions 0..pos+t split into n_split chunks of
+ * split_len (flash-decoding), combining the chunks. ws holds
+ * n_tok * n_head * n_split * (head_dim + 2) floats. */
+cudaError_t bn_k_attention(cudaStream_t st, const bn_kv_layer *kv, const bn_attn_shape *s, const float *q,
+                           const float *k, const float *v, int n_tok, bn_pos pos, int n_split, int split_len,
+                           float *ws, float *out);
+/* 1 when the attention kernels support this head size. */
+int bn_k_attention_supported(int head_dim);
+
+#endif

@@ -1,0 +1,146 @@
+/* BitNet b1.58 / ternary Llama forward pass (see ../shared/docs/FORMATS.md §3.3):
+ *
+ *   h = embed(token)
+ *   per layer:  a = rmsnorm(h) → int8 → q,k,v (ternary) → RoPE → causal GQA attention
+ *               [→ attn_sub_norm] → int8 → o (ternary);            h += o
+ *               f = rmsnorm(h) → int8 → gate, up (ternary) → act(gate)·up
+ *               [→ ffn_sub_norm] → int8 → down (ternary);         h += down
+ *   logits = output_head(rmsnorm(h))
+ *
+ * Every ternary matmul quantizes its input per token (one quantization is
+ * shared by q/k/v and by gate/up, which read the same input). */
+#include "model/forward.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "util/error.h"
+
+/* Profiling: when st->prof is set, every operation is bracketed by a backend
+ * sync and a clock read, and its time is charged to its class. */
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double prof_begin(bn_backend *be) {
+    if (be->ops->sync) be->ops->sync(be);
+    return now_s();
+}
+
+static void prof_end(bn_backend *be, bitnet_profile *p, bitnet_op_class cls, double t0) {
+    if (be->ops->sync) be->ops->sync(be);
+    p->seconds[cls] += now_s() - t0;
+    p->calls[cls]++;
+}
+
+#define OP(cls, call)                                                                   \
+    do {                                                                                \
+        double t0_ = st->prof ? prof_begin(be) : 0.0;                                   \
+        call;                                                                           \
+        if (st->prof) prof_end(be, st->prof, BITNET_OP_##cls, t0_);                     \
+    } while (0)
+
+static int imax(int a, int b) { return a > b ? a : b; }
+
+bitnet_status bn_forward_state_init(bn_forward_state *st, const bitnet_model *m, bn_backend *be, int n_ctx,
+                                    int n_batch, bitnet_error *err) {
+    const bn_hparams *hp = &m->hp;
+    memset(st, 0, sizeof *st);
+    st->n_ctx = n_ctx;
+    st->n_batch = n_batch;
+    size_t B = (size_t)n_batch, E = (size_t)hp->n_embd, Q = (size_t)hp->n_head * hp->head_dim;
+    size_t KV = (size_t)hp->n_head_kv * hp->head_dim, F = (size_t)hp->n_ff;
+    size_t W = (size_t)imax(imax(hp->n_embd, (int)Q), hp->n_ff);
+    void *(*A)(bn_backend *, size_t) = be->ops->alloc;
+    st->kv = calloc((size_t)hp->n_layer, sizeof *st->kv);
+    if (!st->kv) return bn_fail(err, BITNET_E_NOMEM, "out of memory");
+    size_t kv_bytes = KV * (size_t)n_ctx * be->ops->kv_elem_size;
+    int ok = 1;
+    for (int l = 0; l < hp->n_layer && ok; l++) {
+        st->kv[l].k = A(be, kv_bytes);
+        st->kv[l].v = A(be, kv_bytes);
+        ok = st->kv[l].k && st->kv[l].v;
+    }
+    ok = ok && (st->x = A(be, B * E * 4)) && (st->xn = A(be, B * E * 4)) && (st->q = A(be, B * Q * 4)) &&
+         (st->k = A(be, B * KV * 4)) && (st->v = A(be, B * KV * 4)) && (st->att = A(be, B * Q * 4)) &&
+         (st->tmp = A(be, B * E * 4)) && (st->g = A(be, B * F * 4)) && (st->u = A(be, B * F * 4)) &&
+         (st->logits = A(be, B * (size_t)hp->n_vocab * 4)) && (st->qa.q = A(be, B * W)) &&
+         (st->qa.scale = A(be, B * 4)) && (st->qa.sum = A(be, B * 4));
+    if (!ok) {
+        bn_forward_state_free(st, m, be);
+        return bn_fail(err, BITNET_E_NOMEM, "out of memory for a %d-token KV cache and %d-token batch buffers", n_ctx,
+                       n_batch);
+    }
+    return BITNET_OK;
+}
+
+void bn_forward_state_free(bn_forward_state *st, const bitnet_model *m, bn_backend *be) {
+    void (*F)(bn_backend *, void *) = be->ops->free;
+    if (st->kv)
+        for (int l = 0; l < m->hp.n_layer; l++) {
+            F(be, st->kv[l].k);
+            F(be, st->kv[l].v);
+        }
+    free(st->kv);
+    void *bufs[] = {st->x, st->xn, st->q, st->k, st->v, st->att, st->tmp, st->g, st->u, st->logits,
+                    st->qa.q, st->qa.scale, st->qa.sum};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) F(be, bufs[i]);
+    memset(st, 0, sizeof *st);
+}
+
+static void attention_block(const bitnet_model *m, bn_backend *be, bn_forward_state *st, const bn_layer *L, int l,
+                            int n, int pos0) {
+    const bn_hparams *hp = &m->hp;
+    const bn_backend_ops *o = be->ops;
+    int E = hp->n_embd, Q = hp->n_head * hp->head_dim;
+    OP(NORM_QUANT, o->rmsnorm(be, st->x, &L->attn_norm, n, E, hp->rms_eps, st->xn));
+    OP(NORM_QUANT, o->quantize(be, st->xn, n, E, &st->qa));
+    OP(TERNARY_MATMUL, o->matmul_ternary(be, &L->wq, &st->qa, n, st->q));
+    OP(TERNARY_MATMUL, o->matmul_ternary(be, &L->wk, &st->qa, n, st->k));
+    OP(TERNARY_MATMUL, o->matmul_ternary(be, &L->wv, &st->qa, n, st->v));
+    OP(ATTENTION, o->rope(be, st->q, n, hp->n_head, hp->head_dim, pos0, hp->rope_theta, hp->rope_neox));
+    OP(ATTENTION, o->rope(be, st->k, n, hp->n_head_kv, hp->head_dim, pos0, hp->rope_theta, hp->rope_neox));
+    bn_attn_shape s = {hp->n_head, hp->n_head_kv, hp->head_dim, st->n_ctx};
+    OP(ATTENTION, o->attention(be, &st->kv[l], &s, st->q, st->k, st->v, n, pos0, st->att));
+    if (L->attn_sub_norm.data) OP(NORM_QUANT, o->rmsnorm(be, st->att, &L->attn_sub_norm, n, Q, hp->rms_eps, st->att));
+    OP(NORM_QUANT, o->quantize(be, st->att, n, Q, &st->qa));
+    OP(TERNARY_MATMUL, o->matmul_ternary(be, &L->wo, &st->qa, n, st->tmp));
+    OP(OTHER, o->add(be, st->x, st->tmp, (int64_t)n * E));
+}
+
+static void ffn_block(const bitnet_model *m, bn_backend *be, bn_forward_state *st, const bn_layer *L, int n) {
+    const bn_hparams *hp = &m->hp;
+    const bn_backend_ops *o = be->ops;
+    int E = hp->n_embd, F = hp->n_ff;
+    OP(NORM_QUANT, o->rmsnorm(be, st->x, &L->ffn_norm, n, E, hp->rms_eps, st->xn));
+    OP(NORM_QUANT, o->quantize(be, st->xn, n, E, &st->qa));
+    OP(TERNARY_MATMUL, o->matmul_ternary(be, &L->w_gate, &st->qa, n, st->g));
+    OP(TERNARY_MATMUL, o->matmul_ternary(be, &L->w_up, &st->qa, n, st->u));
+    OP(OTHER, o->glu(be, st->g, st->u, (int64_t)n * F, hp->ffn_act));
+    if (L->ffn_sub_norm.data) OP(NORM_QUANT, o->rmsnorm(be, st->g, &L->ffn_sub_norm, n, F, hp->rms_eps, st->g));
+    OP(NORM_QUANT, o->quantize(be, st->g, n, F, &st->qa));
+    OP(TERNARY_MATMUL, o->matmul_ternary(be, &L->w_down, &st->qa, n, st->tmp));
+    OP(OTHER, o->add(be, st->x, st->tmp, (int64_t)n * E));
+}
+
+void bn_forward(const bitnet_model *m, bn_backend *be, bn_forward_state *st, const int32_t *tokens, int n_tok,
+                int pos0, bn_logits_want want, float *logits_host) {
+    const bn_hparams *hp = &m->hp;
+    const bn_backend_ops *o = be->ops;
+    OP(OTHER, o->embed(be, &m->tok_embd, tokens, n_tok, st->x));
+    for (int l = 0; l < hp->n_layer; l++) {
+        attention_block(m, be, st, &m->layers[l], l, n_tok, pos0);
+        ffn_block(m, be, st, &m->layers[l], n_tok);
+    }
+    /* Only the rows whose logits are wanted go through the head: for
+     * generation that is the last token, which saves (n_tok - 1) head reads. */
+    if (want == BN_LOGITS_NONE) return;
+    int first = want == BN_LOGITS_ALL ? 0 : n_tok - 1, n_out = n_tok - first;
+    const float *x = st->x + (int64_t)first * hp->n_embd;
+    OP(NORM_QUANT, o->rmsnorm(be, x, &m->output_norm, n_out, hp->n_embd, hp->rms_eps, st->xn));
+    OP(OUTPUT_HEAD, o->matmul_dense(be, &m->output, st->xn, n_out, st->logits));
+    OP(OTHER, o->to_host(be, logits_host, st->logits, (size_t)n_out * hp->n_vocab * sizeof(float)));
+}

@@ -1,0 +1,185 @@
+/* Benchmark of the CUDA backend on a random model with the shapes of
+ * BitNet b1.58 2B4T (30 layers, 2560 hidden, 6912 FFN, 20/5 heads of 128,
+ * vocab 128256, F16 tied head), built in memory (no file needed).
+ *
+ * Prints: the device-to-device copy bandwidth (the practical HBM ceiling,
+ * bytes read + written), prefill pp512 tok/s, batch-1 decode tok/s (CUDA
+ * graph on and off) with its share of the HBM roofline (bytes a token must
+ * read: ternary codes, F16 head, KV cache, over the measured bandwidth), and
+ * the throughput of steps of B tokens at once (B = 1, 8, 64, 256; one
+ * sequence, every token's logits copied back — the engine has no
+ * multi-sequence batching yet, so this is the weight-side proxy of batched
+ * decode).
+ *
+ * usage: bench_cuda [--layers N] [--steps N] [--quick] */
+#include <cuda_runtime.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cuda/synth_model.h"
+#include "kernels/backend.h"
+#include "model/forward.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+#define CK(x)                                                                                                         \
+    do {                                                                                                              \
+        cudaError_t e_ = (x);                                                                                         \
+        if (e_ != cudaSuccess) {                                                                                      \
+            fprintf(stderr, "bench_cuda: %s: %s\n", #x, cudaGetErrorString(e_));                                     \
+            exit(1);                                                                                                  \
+        }                                                                                                             \
+    } while (0)
+
+/* Device-to-device copy of 1 GiB: bytes read + written per second. */
+static double copy_bandwidth(void) {
+    size_t n = (size_t)1 << 30;
+    void *a, *b;
+    CK(cudaMalloc(&a, n));
+    CK(cudaMalloc(&b, n));
+    CK(cudaMemset(a, 1, n));
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    double t[5];
+    for (int i = 0; i < 6; i++) {
+        CK(cudaEventRecord(e0, 0));
+        CK(cudaMemcpy(b, a, n, cudaMemcpyDeviceToDevice));
+        CK(cudaEventRecord(e1, 0));
+        CK(cudaEventSynchronize(e1));
+        float ms;
+        CK(cudaEventElapsedTime(&ms, e0, e1));
+        if (i) t[i - 1] = ms * 1e-3;
+    }
+    cudaFree(a), cudaFree(b);
+    cudaEventDestroy(e0), cudaEventDestroy(e1);
+    return 2.0 * n / median(t, 5);
+}
+
+typedef struct bench {
+    bitnet_model m;
+    bn_backend *be;
+    bn_forward_state st;
+    int32_t *tok;
+    float *logits;
+} bench;
+
+/* Seconds per forward of n tokens at position pos (median of reps). */
+static double time_forward(bench *b, int n, int pos, bn_logits_want want, int reps) {
+    double t[16];
+    bn_forward(&b->m, b->be, &b->st, b->tok, n, pos, want, b->logits); /* warm-up */
+    for (int i = 0; i < reps; i++) {
+        double t0 = now_s();
+        bn_forward(&b->m, b->be, &b->st, b->tok, n, pos, want, b->logits);
+        t[i] = now_s() - t0;
+    }
+    return median(t, reps);
+}
+
+/* Decode: `steps` single-token steps from position pos0; tokens per second. */
+static double time_decode(bench *b, int pos0, int steps) {
+    for (int i = 0; i < 4; i++) bn_forward(&b->m, b->be, &b->st, b->tok + i, 1, pos0 + i, BN_LOGITS_LAST, b->logits);
+    double t0 = now_s();
+    for (int i = 0; i < steps; i++)
+        bn_forward(&b->m, b->be, &b->st, b->tok + (i % 256), 1, pos0 + i, BN_LOGITS_LAST, b->logits);
+    return steps / (now_s() - t0);
+}
+
+static int make_backend(bench *b, int graphs, int n_ctx, int n_batch) {
+    bitnet_error err;
+    if (!graphs) setenv("BITNET_CUDA_GRAPH", "0", 1);
+    bitnet_status rc = bn_backend_cuda_create(&b->be, 0, &err);
+    unsetenv("BITNET_CUDA_GRAPH");
+    if (!rc) rc = b->be->ops->prepare_model(b->be, &b->m, &err);
+    if (!rc) rc = bn_forward_state_init(&b->st, &b->m, b->be, n_ctx, n_batch, &err);
+    if (rc) fprintf(stderr, "bench_cuda: %s\n", err.message);
+    return rc == BITNET_OK;
+}
+
+static void drop_backend(bench *b) {
+    bn_forward_state_free(&b->st, &b->m, b->be);
+    b->be->ops->destroy(b->be);
+    b->be = NULL;
+}
+
+int main(int argc, char **argv) {
+    bn_hparams hp = {.n_vocab = 128256, .n_embd = 2560, .n_layer = 30, .n_head = 20, .n_head_kv = 5, .head_dim = 128,
+                     .n_ff = 6912, .n_ctx_train = 4096, .rms_eps = 1e-5f, .rope_theta = 500000.0f, .rope_neox = 1,
+                     .has_sub_norms = 1, .ffn_act = BN_GLU_RELU2};
+    int steps = 256, quick = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--layers") && i + 1 < argc) hp.n_layer = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--quick")) quick = 1, steps = 32;
+        else return fprintf(stderr, "usage: bench_cuda [--layers N] [--steps N] [--quick]\n"), 2;
+    }
+    if (bn_cuda_device_count() == 0) return fprintf(stderr, "bench_cuda: no GPU\n"), 0;
+    struct cudaDeviceProp prop;
+    CK(cudaGetDeviceProperties(&prop, 0));
+    double bw = copy_bandwidth();
+    printf("device: %s, %d SMs; device-to-device copy %.0f GB/s (read + write)\n", prop.name,
+           prop.multiProcessorCount, bw / 1e9);
+
+    bench b;
+    memset(&b, 0, sizeof b);
+    double t0 = now_s();
+    if (!synth_model_init(&b.m, &hp, 42)) return fprintf(stderr, "bench_cuda: out of memory\n"), 1;
+    int max_b = 512, n_ctx = 4096;
+    b.tok = malloc((size_t)max_b * sizeof *b.tok);
+    b.logits = malloc((size_t)256 * hp.n_vocab * sizeof *b.logits);
+    uint64_t s = 7;
+    for (int i = 0; i < max_b; i++) b.tok[i] = (int32_t)(synth_rng(&s) % (uint64_t)hp.n_vocab);
+    printf("model: 2B4T shapes, %d layers, random weights (made in %.1f s)\n", hp.n_layer, now_s() - t0);
+    t0 = now_s();
+    if (!make_backend(&b, 1, n_ctx, max_b)) return 1;
+    printf("upload: %.2f s\n", now_s() - t0);
+
+    double pp = time_forward(&b, 512, 0, BN_LOGITS_LAST, quick ? 2 : 5);
+    printf("prefill pp512: %.1f ms, %.0f tok/s\n", pp * 1e3, 512 / pp);
+
+    double weights = synth_weight_bytes(&hp);
+    int pos0 = 512;
+    double tg = time_decode(&b, pos0, steps);
+    double pos_avg = pos0 + 4 + steps / 2.0;
+    double kv = 2.0 * hp.n_layer * hp.n_head_kv * hp.head_dim * 2.0 * pos_avg;
+    double roof = (weights + kv) / bw;
+    printf("decode batch 1 (graph): %.1f tok/s, %.3f ms/token; roofline %.3f ms (%.0f MB/token at %.0f GB/s) -> "
+           "%.0f%% of roofline\n",
+           tg, 1e3 / tg, roof * 1e3, (weights + kv) / 1e6, bw / 1e9, 100.0 * roof * tg);
+
+    for (int i = 0; i < 4; i++) {
+        int B = (int[]){1, 8, 64, 256}[i];
+        double tl = time_forward(&b, B, pos0, BN_LOGITS_LAST, quick ? 2 : 5);
+        double ta = time_forward(&b, B, pos0, BN_LOGITS_ALL, quick ? 2 : 5);
+        printf("step of %3d tokens: %8.0f tok/s with every token's logits copied back (%.2f ms), %8.0f tok/s "
+               "last logits only (%.2f ms)\n",
+               B, B / ta, ta * 1e3, B / tl, tl * 1e3);
+    }
+    drop_backend(&b);
+
+    if (!make_backend(&b, 0, n_ctx, max_b)) return 1;
+    double tg_ng = time_decode(&b, pos0, steps / 2);
+    printf("decode batch 1 (no graph): %.1f tok/s, %.3f ms/token\n", tg_ng, 1e3 / tg_ng);
+    drop_backend(&b);
+
+    synth_model_free(&b.m);
+    free(b.tok);
+    free(b.logits);
+    return 0;
+}

@@ -1,0 +1,541 @@
+/* The CUDA backend against the CPU backend, op by op, on random odd shapes,
+ * and a whole forward pass (prompt, then decode steps replayed from a CUDA
+ * graph) on a random model. Integer parts and the activation quantization
+ * must match bit for bit; float reductions within stated bounds (the GPU
+ * keeps its KV cache in f16).
+ *
+ * Without a GPU (CI) the GPU tests are skipped, and only the error path of
+ * asking for a missing device runs. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "format/ggml_types.h"
+#include "kernels/backend.h"
+#include "kernels/cpu/kernels_ref.h"
+#include "model/forward.h"
+#include "cuda/synth_model.h"
+#ifdef BITNET_HAVE_CUDA
+#include "kernels/cuda/cuda_backend.h"
+#endif
+
+typedef struct fixture {
+    bn_backend *cpu, *gpu;
+    uint64_t rng;
+} fixture;
+
+/* ------------------------------------------------------------- helpers -- */
+
+static void fill(float *x, size_t n, float amp, uint64_t *s) {
+    for (size_t i = 0; i < n; i++) x[i] = amp * synth_uniform(s);
+}
+
+static double rel_l2(const float *a, const float *ref, size_t n) {
+    double num = 0.0, den = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - ref[i];
+        num += d * d, den += (double)ref[i] * ref[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+static int is_gpu(const fixture *f, const bn_backend *be) { return be == f->gpu; }
+
+/* Backend memory holding a copy of n host bytes (NULL src: zeroed). */
+static void *put(const fixture *f, bn_backend *be, const void *src, size_t n) {
+    void *p = be->ops->alloc(be, n);
+    assert_non_null(p);
+    if (!src) return p;
+#ifdef BITNET_HAVE_CUDA
+    if (is_gpu(f, be)) {
+        bitnet_error err;
+        assert_int_equal(bn_cuda_copy_to_device(be, p, src, n, &err), BITNET_OK);
+        return p;
+    }
+#else
+    (void)f;
+#endif
+    memcpy(p, src, n);
+    return p;
+}
+
+static void get(bn_backend *be, void *dst, const void *src, size_t n) { be->ops->to_host(be, dst, src, n); }
+
+/* A GPU buffer and a CPU buffer holding the same n bytes. */
+typedef struct pair {
+    void *c, *g;
+} pair;
+
+static pair put2(const fixture *f, const void *src, size_t n) {
+    pair p = {put(f, f->cpu, src, n), put(f, f->gpu, src, n)};
+    return p;
+}
+
+static void free2(const fixture *f, pair p) {
+    f->cpu->ops->free(f->cpu, p.c);
+    f->gpu->ops->free(f->gpu, p.g);
+}
+
+/* Quantized activations for n_tok rows of dim on both backends (the CPU
+ * reference rule), from random floats. */
+typedef struct qpair {
+    bn_qact c, g;
+    pair q, s, sum;
+} qpair;
+
+static qpair make_qact(const fixture *f, int n_tok, int dim, uint64_t *s) {
+    float *x = malloc((size_t)n_tok * dim * sizeof *x);
+    int8_t *q = malloc((size_t)n_tok * dim);
+    float *sc = malloc((size_t)n_tok * sizeof *sc);
+    int32_t *sum = malloc((size_t)n_tok * sizeof *sum);
+    assert_true(x && q && sc && sum);
+    fill(x, (size_t)n_tok * dim, 3.0f, s);
+    for (int t = 0; t < n_tok; t++) bn_quantize_row_i8_ref(x + (size_t)t * dim, dim, q + (size_t)t * dim, &sc[t], &sum[t]);
+    qpair r;
+    r.q = put2(f, q, (size_t)n_tok * dim);
+    r.s = put2(f, sc, (size_t)n_tok * sizeof *sc);
+    r.sum = put2(f, sum, (size_t)n_tok * sizeof *sum);
+    r.c = (bn_qact){r.q.c, r.s.c, r.sum.c};
+    r.g = (bn_qact){r.q.g, r.s.g, r.sum.g};
+    free(x), free(q), free(sc), free(sum);
+    return r;
+}
+
+static void free_qact(const fixture *f, qpair *p) {
+    free2(f, p->q), free2(f, p->s), free2(f, p->sum);
+}
+
+/* -------------------------------------------------------------- set-up -- */
+
+static int setup(void **state) {
+    fixture *f = calloc(1, sizeof *f);
+    if (!f) return -1;
+    f->rng = 0x9E3779B97F4A7C15ULL;
+    *state = f;
+#ifdef BITNET_HAVE_CUDA
+    bitnet_error err;
+    if (bn_cuda_device_count() == 0 || bn_backend_cuda_create(&f->gpu, 0, &err) != BITNET_OK) {
+        fprintf(stderr, "test_cuda_kernels: no usable GPU; GPU tests skipped\n");
+        f->gpu = NULL;
+        return 0;
+    }
+    if (bn_backend_cpu_create(&f->cpu, 2, &err) != BITNET_OK || bn_backend_cpu_reserve(f->cpu, 1 << 16, &err))
+        return -1;
+#endif
+    return 0;
+}
+
+static int teardown(void **state) {
+    fixture *f = *state;
+    if (f->gpu) f->gpu->ops->destroy(f->gpu);
+    if (f->cpu) f->cpu->ops->destroy(f->cpu);
+    free(f);
+    return 0;
+}
+
+#define NEED_GPU(f)                                                                                                   \
+    do {                                                                                                              \
+        if (!(f)->gpu) skip();                                                                                        \
+    } while (0)
+
+/* --------------------------------------------------------------- tests -- */
+
+/* Asking for a device that is not there is an error with a message, never a
+ * crash (runs in CI without a GPU too). */
+static void test_missing_device(void **state) {
+    (void)state;
+#ifdef BITNET_HAVE_CUDA
+    bn_backend *be = NULL;
+    bitnet_error err = {BITNET_OK, ""};
+    assert_int_equal(bn_backend_cuda_create(&be, 63, &err), BITNET_E_DEVICE);
+    assert_null(be);
+    assert_true(strlen(err.message) > 0);
+    assert_null(strchr(err.message, '\n'));
+#else
+    skip();
+#endif
+}
+
+/* Bit-exact int8 quantization, including exact .5 ties (round half to even)
+ * and a value that rounds to -128 only through clamping. */
+static void test_quantize(void **state) {
+    fixture *f = *state;
+    NEED_GPU(f);
+    const int shapes[][2] = {{1, 333}, {3, 2560}, {17, 129}, {64, 6912}};
+    for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
+        int n_tok = shapes[c][0], dim = shapes[c][1];
+        size_t n = (size_t)n_tok * dim;
+        float *x = malloc(n * sizeof *x);
+        fill(x, n, 4.0f, &f->rng);
+        /* Row 0: max 127 gives s = 1, so k + 0.5 values are exact ties. */
+        x[0] = 127.0f;
+        for (int i = 1; i < dim && i < 40; i++) x[i] = (float)(i % 7) - 3.0f + 0.5f;
+        pair px = put2(f, x, n), pq = put2(f, NULL, n), ps = put2(f, NULL, n_tok * 4), pm = put2(f, NULL, n_tok * 4);
+        bn_qact qc = {pq.c, ps.c, pm.c}, qg = {pq.g, ps.g, pm.g};
+        f->cpu->ops->quantize(f->cpu, px.c, n_tok, dim, &qc);
+        f->gpu->ops->quantize(f->gpu, px.g, n_tok, dim, &qg);
+        int8_t *q = malloc(n);
+        float *s = malloc(n_tok * 4);
+        int32_t *sum = malloc(n_tok * 4);
+        get(f->gpu, q, pq.g, n);
+        get(f->gpu, s, ps.g, n_tok * 4);
+        get(f->gpu, sum, pm.g, n_tok * 4);
+        assert_memory_equal(q, pq.c, n);
+        assert_memory_equal(s, ps.c, n_tok * 4);
+        assert_memory_equal(sum, pm.c, n_tok * 4);
+        int nonzero = 0;
+        for (size_t i = 0; i < n; i++) nonzero |= q[i] != 0;
+        assert_true(nonzero);
+        free2(f, px), free2(f, pq), free2(f, ps), free2(f, pm);
+        free(x), free(q), free(s), free(sum);
+    }
+}
+
+static void test_rmsnorm(void **state) {
+    fixture *f = *state;
+    NEED_GPU(f);
+    const int shapes[][2] = {{1, 2560}, {5, 333}, {40, 6912}};
+    for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
+        int n_tok = shapes[c][0], dim = shapes[c][1];
+        size_t n = (size_t)n_tok * dim;
+        float *x = malloc(n * 4), *w = malloc(dim * 4), *out = malloc(n * 4);
+        fill(x, n, 2.0f, &f->rng);
+        fill(w, dim, 1.0f, &f->rng);
+        pair px = put2(f, x, n * 4), po = put2(f, NULL, n * 4);
+        bn_vec wc = {dim, w, NULL}, wg = {dim, w, NULL};
+        bitnet_error err;
+#ifdef BITNET_HAVE_CUDA
+        assert_int_equal(bn_cuda_upload_vec(f->gpu, &wg, &err), BITNET_OK);
+#endif
+        (void)err;
+        f->cpu->ops->rmsnorm(f->cpu, px.c, &wc, n_tok, dim, 1e-5f, po.c);
+        f->gpu->ops->rmsnorm(f->gpu, px.g, &wg, n_tok, dim, 1e-5f, po.g);
+        get(f->gpu, out, po.g, n * 4);
+        assert_true(rel_l2(out, po.c, n) < 1e-6);
+        /* In place, as the sub-norms run. */
+        f->cpu->ops->rmsnorm(f->cpu, px.c, &wc, n_tok, dim, 1e-5f, px.c);
+        f->gpu->ops->rmsnorm(f->gpu, px.g, &wg, n_tok, dim, 1e-5f, px.g);
+        get(f->gpu, out, px.g, n * 4);
+        assert_true(rel_l2(out, px.c, n) < 1e-6);
+        free2(f, px), free2(f, po);
+        free(x), free(w), free(out);
+    }
+}
+
+/* GEMV (<= 8 tokens) and tensor-core GEMM (more) paths, tails of rows and
+ * tokens, uniform and per-row scales: results equal the CPU's bit for bit. */
+static void test_ternary(void **state) {
+    fixture *f = *state;
+    NEED_GPU(f);
+    const int shapes[][3] = {/* rows, cols, n_tok */
+                             {77, 128, 1},   {300, 384, 2},   {1001, 2560, 1},  {640, 2560, 8},  {257, 640, 5},
+                             {131, 256, 9},  {2560, 1024, 33}, {1000, 1280, 64}, {129, 128, 100}, {6912, 2560, 13},
+                             {200, 6912, 70}};
+    for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
+        int rows = shapes[c][0], cols = shapes[c][1], n_tok = shapes[c][2];
+        bn_ternary w;
+        assert_true(synth_ternary(&w, rows, cols, (int)(c % 2), &f->rng));
+        bitnet_error err;
+#ifdef BITNET_HAVE_CUDA
+        assert_int_equal(bn_cuda_upload_ternary(f->gpu, &w, &err), BITNET_OK);
+#endif
+        (void)err;
+        qpair a = make_qact(f, n_tok, cols, &f->rng);
+        size_t n = (size_t)n_tok * rows;
+        pair py = put2(f, NULL, n * 4);
+        f->cpu->ops->matmul_ternary(f->cpu, &w, &a.c, n_tok, py.c);
+        f->gpu->ops->matmul_ternary(f->gpu, &w, &a.g, n_tok, py.g);
+        float *y = malloc(n * 4);
+        get(f->gpu, y, py.g, n * 4);
+        size_t bad = 0;
+        for (size_t i = 0; i < n; i++) bad += memcmp(&y[i], &((float *)py.c)[i], 4) != 0;
+        if (bad) fprintf(stderr, "ternary %dx%d, %d tokens: %zu of %zu differ (y[0] %g vs %g)\n", rows, cols, n_tok,
+                         bad, n, y[0], ((float *)py.c)[0]);
+        assert_int_equal(bad, 0);
+        free2(f, py);
+        free_qact(f, &a);
+        free(y);
+        free((void *)w.codes), free((void *)w.row_scale);
+    }
+}
+
+static void make_dense(bn_dense *d, uint32_t type, int rows, int cols, uint64_t *s) {
+    size_t es = type == BN_GGML_F32 ? 4 : 2;
+    uint8_t *data = malloc((size_t)rows * cols * es);
+    for (size_t i = 0; i < (size_t)rows * cols; i++) {
+        float v = synth_uniform(s);
+        if (type == BN_GGML_F32) memcpy(data + 4 * i, &v, 4);
+        else {
+            uint16_t h = type == BN_GGML_F16 ? bn_fp32_to_fp16(v) : bn_fp32_to_bf16(v);
+            memcpy(data + 2 * i, &h, 2);
+        }
+    }
+    *d = (bn_dense){.type = type, .rows = rows, .cols = cols, .data = data, .row_bytes = (uint64_t)cols * es};
+}
+
+/* The output head for each stored type, vector and generic paths. */
+static void test_dense(void **state) {
+    fixture *f = *state;
+    NEED_GPU(f);
+    const uint32_t types[] = {BN_GGML_F16, BN_GGML_BF16, BN_GGML_F32};
+    const int shapes[][3] = {{1001, 512, 1}, {333, 72, 3}, {517, 100, 2}, {4099, 2560, 6}};
+    for (size_t ti = 0; ti < 3; ti++)
+        for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
+            int rows = shapes[c][0], cols = shapes[c][1], n_tok = shapes[c][2];
+            bn_dense d;
+            make_dense(&d, types[ti], rows, cols, &f->rng);
+            bitnet_error err;
+#ifdef BITNET_HAVE_CUDA
+            assert_int_equal(bn_cuda_upload_dense(f->gpu, &d, &err), BITNET_OK);
+#endif
+            (void)err;
+            float *x = malloc((size_t)n_tok * cols * 4), *y = malloc((size_t)n_tok * rows * 4);
+            fill(x, (size_t)n_tok * cols, 1.0f, &f->rng);
+            pair px = put2(f, x, (size_t)n_tok * cols * 4), py = put2(f, NULL, (size_t)n_tok * rows * 4);
+            f->cpu->ops->matmul_dense(f->cpu, &d, px.c, n_tok, py.c);
+            f->gpu->ops->matmul_dense(f->gpu, &d, px.g, n_tok, py.g);
+            get(f->gpu, y, py.g, (size_t)n_tok * rows * 4);
+            double e = rel_l2(y, py.c, (size_t)n_tok * rows);
+            if (e >= 1e-5) fprintf(stderr, "dense type %u %dx%d: rel L2 %g\n", types[ti], rows, cols, e);
+            assert_true(e < 1e-5);
+            free2(f, px), free2(f, py);
+            free(x), free(y), free((void *)d.data);
+        }
+}
+
+/* Q8_0 heads are stored as F16 on the GPU: within F16 rounding. */
+static void test_dense_converted(void **state) {
+    fixture *f = *state;
+    NEED_GPU(f);
+    int rows = 300, cols = 256, n_tok = 2;
+    bn_dense src;
+    make_dense(&src, BN_GGML_F32, rows, cols, &f->rng);
+    uint64_t rb = bn_ggml_row_bytes(BN_GGML_Q8_0, cols);
+    uint8_t *q8 = malloc(rows * rb);
+    for (int r = 0; r < rows; r++) {
+        float row[256];
+        memcpy(row, src.data + (size_t)r * cols * 4, sizeof row);
+        /* Q8_0 block: f16 scale d = amax/127, then 32 int8 */
+        for (int b = 0; b < cols / 32; b++) {
+            float amax = 0;
+            for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(row[b * 32 + i]));
+            float d = amax / 127.0f;
+            uint16_t hd = bn_fp32_to_fp16(d);
+            uint8_t *blk = q8 + r * rb + b * 34;
+            memcpy(blk, &hd, 2);
+            for (int i = 0; i < 32; i++) blk[2 + i] = (uint8_t)(int8_t)lrintf(d ? row[b * 32 + i] / d : 0);
+        }
+    }
+    bn_dense d = {.type = BN_GGML_Q8_0, .rows = rows, .cols = cols, .data = q8, .row_bytes = rb};
+    bitnet_error err;
+#ifdef BITNET_HAVE_CUDA
+    assert_int_equal(bn_cuda_upload_dense(f->gpu, &d, &err), BITNET_OK);
+#endif
+    (void)err;
+    float *x = malloc(n_tok * cols * 4), *y = malloc(n_tok * rows * 4);
+    fill(x, (size_t)n_tok * cols, 1.0f, &f->rng);
+    pair px = put2(f, x, n_tok * cols * 4), py = put2(f, NULL, n_tok * rows * 4);
+    f->cpu->ops->matmul_dense(f->cpu, &d, px.c, n_tok, py.c);
+    f->gpu->ops->matmul_dense(f->gpu, &d, px.g, n_tok, py.g);
+    get(f->gpu, y, py.g, n_tok * rows * 4);
+    assert_true(rel_l2(y, py.c, (size_t)n_tok * rows) < 2e-3);
+    free2(f, px), free2(f, py);
+    free(x), free(y), free(q8), free((void *)src.data);
+}
+
+static void test_embed(void **state) {
+    fixture *f = *state;
+    NEED_GPU(f);
+    const uint32_t types[] = {BN_GGML_F16, BN_GGML_BF16, BN_GGML_F32};
+    for (size_t ti = 0; ti < 3; ti++) {
+        int vocab = 1000, cols = 200;
+        bn_dense d;
+        make_dense(&d, types[ti], vocab, cols, &f->rng);
+        bitnet_error err;
+#ifdef BITNET_HAVE_CUDA
+        assert_int_equal(bn_cuda_upload_dense(f->gpu, &d, &err), BITNET_OK);
+#endif
+        (void)err;
+        const int ns[] = {1, 7};
+        for (int k = 0; k < 2; k++) {
+            int n_tok = ns[k];
+            int32_t tok[7];
+            for (int t = 0; t < n_tok; t++) tok[t] = (int32_t)(synth_rng(&f->rng) % vocab);
+            tok[0] = vocab - 1;
+            pair px = put2(f, NULL, (size_t)n_tok * cols * 4);
+            float *x = malloc((size_t)n_tok * cols * 4);
+            f->cpu->ops->embed(f->cpu, &d, tok, n_tok, px.c);
+            f->gpu->ops->embed(f->gpu, &d, tok, n_tok, px.g);
+            get(f->gpu, x, px.g, (size_t)n_tok * cols * 4);
+            assert_memory_equal(x, px.c, (size_t)n_tok * cols * 4);
+            free2(f, px);
+            free(x);
+        }
+        free((void *)d.data);
+    }
+}
+
+static void test_rope(void **state) {
+    fixture *f = *state;
+    NEED_GPU(f);
+    const int cases[][4] = {/* n_tok, n_head, head_dim, pos0 */ {1, 20, 128, 4000}, {5, 3, 64, 0}, {9, 5, 34, 77},
+                            {2, 8, 128, 123456}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        for (int neox = 0; neox < 2; neox++) {
+            int n_tok = cases[c][0], n_head = cases[c][1], hd = cases[c][2], pos0 = cases[c][3];
+            float theta = neox ? 500000.0f : 10000.0f;
+            size_t n = (size_t)n_tok * n_head * hd;
+            float *x = malloc(n * 4);
+            fill(x, n, 2.0f, &f->rng);
+            pair px = put2(f, x, n * 4);
+            f->cpu->ops->rope(f->cpu, px.c, n_tok, n_head, hd, pos0, theta, neox);
+            f->gpu->ops->rope(f->gpu, px.g, n_tok, n_head, hd, pos0, theta, neox);
+            get(f->gpu, x, px.g, n * 4);
+            assert_true(rel_l2(x, px.c, n) < 1e-6);
+            free2(f, px);
+            free(x);
+        }
+}
+
+/* Runs one attention call on both backends (each with its own KV cache)
+ * and returns the relative L2 difference of the outputs. */
+static double attention_step(fixture *f, bn_kv_layer *kc, bn_kv_layer *kg, const bn_attn_shape *s, int n_tok,
+                             int pos0) {
+    size_t nq = (size_t)n_tok * s->n_head * s->head_dim, nk = (size_t)n_tok * s->n_head_kv * s->head_dim;
+    float *q = malloc(nq * 4), *k = malloc(nk * 4), *v = malloc(nk * 4), *out = malloc(nq * 4);
+    fill(q, nq, 2.0f, &f->rng), fill(k, nk, 2.0f, &f->rng), fill(v, nk, 1.0f, &f->rng);
+    pair pq = put2(f, q, nq * 4), pk = put2(f, k, nk * 4), pv = put2(f, v, nk * 4), po = put2(f, NULL, nq * 4);
+    f->cpu->ops->attention(f->cpu, kc, s, pq.c, pk.c, pv.c, n_tok, pos0, po.c);
+    f->gpu->ops->attention(f->gpu, kg, s, pq.g, pk.g, pv.g, n_tok, pos0, po.g);
+    get(f->gpu, out, po.g, nq * 4);
+    double e = rel_l2(out, po.c, nq);
+    free2(f, pq), free2(f, pk), free2(f, pv), free2(f, po);
+    free(q), free(k), free(v), free(out);
+    return e;
+}
+
+static void test_attention(void **state) {
+    fixture *f = *state;
+    NEED_GPU(f);
+    const int shapes[][4] = {/* n_head, n_head_kv, head_dim, n_ctx */ {8, 2, 64, 300}, {20, 5, 128, 1100},
+                             {4, 4, 32, 64}, {6, 2, 96, 200}, {12, 1, 256, 150}};
+    for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
+        bn_attn_shape s = {shapes[c][0], shapes[c][1], shapes[c][2], shapes[c][3]};
+        size_t kvb = (size_t)s.n_head_kv * s.head_dim * s.n_ctx;
+        bn_kv_layer kc = {put(f, f->cpu, NULL, kvb * f->cpu->ops->kv_elem_size),
+                          put(f, f->cpu, NULL, kvb * f->cpu->ops->kv_elem_size)};
+        bn_kv_layer kg = {put(f, f->gpu, NULL, kvb * f->gpu->ops->kv_elem_size),
+                          put(f, f->gpu, NULL, kvb * f->gpu->ops->kv_elem_size)};
+        /* A prompt, single tokens, a small batch, then a long prompt tail. */
+        int prompt = s.n_ctx / 2 - 3, pos = 0;
+        double e = attention_step(f, &kc, &kg, &s, prompt, pos);
+        pos += prompt;
+        for (int i = 0; i < 3; i++) e = fmax(e, attention_step(f, &kc, &kg, &s, 1, pos++));
+        e = fmax(e, attention_step(f, &kc, &kg, &s, 5, pos)), pos += 5;
+        e = fmax(e, attention_step(f, &kc, &kg, &s, s.n_ctx - pos - 1, pos)), pos = s.n_ctx - 1;
+        e = fmax(e, attention_step(f, &kc, &kg, &s, 1, pos));
+        if (e >= 3e-3) fprintf(stderr, "attention %d/%d heads, dim %d: rel L2 %g\n", s.n_head, s.n_head_kv, s.head_dim, e);
+        assert_true(e < 3e-3);
+        f->cpu->ops->free(f->cpu, kc.k), f->cpu->ops->free(f->cpu, kc.v);
+        f->gpu->ops->free(f->gpu, kg.k), f->gpu->ops->free(f->gpu, kg.v);
+    }
+}
+
+static void test_glu_add(void **state) {
+    fixture *f = *state;
+    NEED_GPU(f);
+    int64_t n = 100003;
+    float *g = malloc(n * 4), *u = malloc(n * 4), *out = malloc(n * 4);
+    for (int act = 0; act < 2; act++) {
+        fill(g, n, 4.0f, &f->rng), fill(u, n, 2.0f, &f->rng);
+        pair pg = put2(f, g, n * 4), pu = put2(f, u, n * 4);
+        f->cpu->ops->glu(f->cpu, pg.c, pu.c, n, (bn_glu_act)act);
+        f->gpu->ops->glu(f->gpu, pg.g, pu.g, n, (bn_glu_act)act);
+        get(f->gpu, out, pg.g, n * 4);
+        assert_true(rel_l2(out, pg.c, n) < 1e-6);
+        f->cpu->ops->add(f->cpu, pg.c, pu.c, n);
+        f->gpu->ops->add(f->gpu, pg.g, pu.g, n);
+        get(f->gpu, out, pg.g, n * 4);
+        assert_memory_equal(out, pg.c, n * 4);
+        free2(f, pg), free2(f, pu);
+    }
+    free(g), free(u), free(out);
+}
+
+/* Logits of a prompt (every position) and of n_decode single-token steps. */
+static void run_model(const bitnet_model *m, bn_backend *be, const int32_t *tok, int n_prompt, int n_decode,
+                      float *logits) {
+    bn_forward_state st;
+    bitnet_error err;
+    assert_int_equal(bn_forward_state_init(&st, m, be, 64, 16, &err), BITNET_OK);
+    int V = m->hp.n_vocab;
+    bn_forward(m, be, &st, tok, n_prompt, 0, BN_LOGITS_ALL, logits);
+    for (int i = 0; i < n_decode; i++)
+        bn_forward(m, be, &st, tok + n_prompt + i, 1, n_prompt + i, BN_LOGITS_LAST,
+                   logits + (size_t)(n_prompt + i) * V);
+    bn_forward_state_free(&st, m, be);
+}
+
+/* The whole forward pass: CPU vs GPU (prompt eager, decode replayed from a
+ * captured graph), and graph vs no graph (identical kernels: equal bits). */
+static void test_forward(void **state) {
+    fixture *f = *state;
+    NEED_GPU(f);
+    const bn_hparams shapes[] = {
+        {.n_vocab = 1003, .n_embd = 256, .n_layer = 2, .n_head = 4, .n_head_kv = 2, .head_dim = 64, .n_ff = 384,
+         .n_ctx_train = 64, .rms_eps = 1e-5f, .rope_theta = 500000.0f, .rope_neox = 1, .has_sub_norms = 1,
+         .ffn_act = BN_GLU_RELU2},
+        {.n_vocab = 517, .n_embd = 384, .n_layer = 3, .n_head = 6, .n_head_kv = 6, .head_dim = 64, .n_ff = 640,
+         .n_ctx_train = 64, .rms_eps = 1e-6f, .rope_theta = 10000.0f, .rope_neox = 0, .has_sub_norms = 0,
+         .ffn_act = BN_GLU_SILU}};
+    for (size_t c = 0; c < 2; c++) {
+        const bn_hparams *hp = &shapes[c];
+        bitnet_model m;
+        assert_true(synth_model_init(&m, hp, 1234 + c));
+        bitnet_error err;
+        assert_int_equal(f->gpu->ops->prepare_model(f->gpu, &m, &err), BITNET_OK);
+        int n_prompt = 11, n_decode = 9, n = n_prompt + n_decode, V = hp->n_vocab;
+        int32_t tok[20];
+        for (int i = 0; i < n; i++) tok[i] = (int32_t)(synth_rng(&f->rng) % V);
+        float *lc = malloc((size_t)n * V * 4), *lg = malloc((size_t)n * V * 4), *ln = malloc((size_t)n * V * 4);
+        run_model(&m, f->cpu, tok, n_prompt, n_decode, lc);
+        run_model(&m, f->gpu, tok, n_prompt, n_decode, lg);
+        double worst = 0;
+        for (int i = 0; i < n; i++) worst = fmax(worst, rel_l2(lg + (size_t)i * V, lc + (size_t)i * V, V));
+        fprintf(stderr, "forward %zu: worst per-position rel L2 GPU vs CPU %.3g\n", c, worst);
+        assert_true(worst < 2e-2);
+        /* Same model, graphs off: a second backend shares the uploaded weights. */
+        bn_backend *g2;
+        setenv("BITNET_CUDA_GRAPH", "0", 1);
+        assert_int_equal(bn_backend_cuda_create(&g2, 0, &err), BITNET_OK);
+        unsetenv("BITNET_CUDA_GRAPH");
+        assert_int_equal(g2->ops->prepare_model(g2, &m, &err), BITNET_OK);
+        run_model(&m, g2, tok, n_prompt, n_decode, ln);
+        assert_memory_equal(ln, lg, (size_t)n * V * 4);
+        g2->ops->destroy(g2);
+        assert_non_null(m.tok_embd.dev); /* still held by f->gpu */
+        free(lc), free(lg), free(ln);
+        /* Re-create the main backend so that the model's weights are released. */
+        f->gpu->ops->destroy(f->gpu);
+        assert_null(m.tok_embd.dev);
+        assert_int_equal(bn_backend_cuda_create(&f->gpu, 0, &err), BITNET_OK);
+        synth_model_free(&m);
+    }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_missing_device), cmocka_unit_test(test_quantize), cmocka_unit_test(test_rmsnorm),
+        cmocka_unit_test(test_ternary),        cmocka_unit_test(test_dense),    cmocka_unit_test(test_dense_converted),
+        cmocka_unit_test(test_embed),          cmocka_unit_test(test_rope),     cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_glu_add),        cmocka_unit_test(test_forward),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,296 @@
+/* Every CPU kernel level this machine can run against the plain C reference,
+ * on random data of awkward shapes (row counts that are not multiples of the
+ * SIMD widths, 1..7 tokens, widths with tails).
+ *
+ * Integer paths (activation quantization, ternary dot products) must match
+ * bit-exactly, including the float outputs of ternary_gemm, which use the
+ * reference's expression. Float paths (dense head, dot, axpy) may sum in a
+ * different order: their error is bounded relative to Σ|a·b|. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "format/ggml_types.h"
+#include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/kernels_ref.h"
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+
+static uint32_t rnd(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 11);
+}
+
+static float rndf(void) { return (float)(rnd() >> 8) / 8388608.0f - 1.0f; } /* in [-1, 1) */
+
+/* The levels this CPU runs, other than scalar; printed once. */
+static const bn_cpu_kernels *levels[8];
+static int n_levels;
+
+static int setup_levels(void **state) {
+    (void)state;
+    int n;
+    const bn_cpu_kernels *const *all = bn_cpu_kernels_all(&n);
+    printf("# kernel levels:");
+    for (int i = 0; i < n; i++) {
+        int ok = bn_cpu_kernels_supported(all[i]);
+        printf(" %s%s", all[i]->name, ok ? "" : "(unsupported here)");
+        if (ok && n_levels < 8) levels[n_levels++] = all[i];
+    }
+    printf("\n");
+    return 0;
+}
+
+/* Random ternary matrix with codes 0..2 in the native layout. */
+static uint8_t *random_codes(int64_t rows, int64_t cols) {
+    int64_t n = rows * cols / 4;
+    uint8_t *c = malloc((size_t)n);
+    for (int64_t i = 0; i < n; i++) {
+        uint8_t b = 0;
+        for (int j = 0; j < 4; j++) b = (uint8_t)(b << 2 | (rnd() % 3));
+        c[i] = b;
+    }
+    return c;
+}
+
+static void fill(float *x, int64_t n, float amp) {
+    for (int64_t i = 0; i < n; i++) x[i] = rndf() * amp;
+}
+
+static void test_quantize_exact(void **state) {
+    (void)state;
+    const int64_t sizes[] = {1, 7, 16, 31, 32, 33, 100, 128, 255, 2560, 6912, 6913};
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        int64_t n = sizes[si];
+        float *x = malloc((size_t)n * sizeof *x);
+        int8_t *qr = malloc((size_t)n), *qk = malloc((size_t)n);
+        for (int trial = 0; trial < 4; trial++) {
+            fill(x, n, trial == 0 ? 1e-3f : 3.0f);
+            /* Exact ties at the rounding boundary: the max maps to ±127 and
+             * half-integers appear where x·s lands on k + 0.5. */
+            if (trial == 2)
+                for (int64_t i = 0; i < n; i++) x[i] = (float)((int)(rnd() % 255) - 127) * 0.5f;
+            if (trial == 3 && n > 2) x[n - 1] = -50.0f; /* a large value in the tail */
+            float sr, sk;
+            int32_t ur, uk;
+            bn_quantize_row_i8_ref(x, n, qr, &sr, &ur);
+            for (int l = 0; l < n_levels; l++) {
+                memset(qk, 0x55, (size_t)n);
+                levels[l]->quantize_row_i8(x, n, qk, &sk, &uk);
+                if (memcmp(qr, qk, (size_t)n) || sr != sk || ur != uk)
+                    fail_msg("quantize %s n=%lld trial %d differs from the reference", levels[l]->name, (long long)n,
+                             trial);
+            }
+        }
+        free(x), free(qr), free(qk);
+    }
+}
+
+/* Integer results of ternary_gemm for extreme activations: all −128 against
+ * codes 2 is the int16 worst case of the AVX2 kernel. */
+static void check_ternary(int64_t rows, int64_t cols, int n_tok, int extreme, int per_row_scale) {
+    uint8_t *codes = random_codes(rows, cols);
+    if (extreme == 1) memset(codes, 0xAA, (size_t)(rows * cols / 4)); /* every code 2 */
+    float *rs = malloc((size_t)rows * sizeof *rs);
+    fill(rs, rows, 1.0f);
+    bn_ternary w = {.rows = rows, .cols = cols, .codes = codes, .scale = 0.37f, .row_scale = per_row_scale ? rs : NULL};
+    float *x = malloc((size_t)(n_tok * cols) * sizeof *x);
+    fill(x, n_tok * cols, 2.0f);
+    if (extreme)
+        for (int64_t i = 0; i < n_tok * cols; i++) x[i] = (i % 97 == 5) ? 1.0f : -1.0f; /* q mostly −127 */
+    if (extreme == 2)
+        for (int64_t i = 0; i < n_tok * cols; i++) x[i] = (i % 3 == 0) ? 1.0f : -1.0f;
+    bn_qact a = {malloc((size_t)(n_tok * cols)), malloc((size_t)n_tok * sizeof(float)),
+                 malloc((size_t)n_tok * sizeof(int32_t))};
+    for (int t = 0; t < n_tok; t++)
+        bn_quantize_row_i8_ref(x + t * cols, cols, a.q + t * cols, &a.scale[t], &a.sum[t]);
+    if (extreme) /* force the true extreme: −128 everywhere but one */
+        for (int64_t i = 0; i < n_tok * cols; i++)
+            if (a.q[i] < 0) a.q[i] = -128;
+    for (int t = 0; t < n_tok && extreme; t++) {
+        int32_t s = 0;
+        for (int64_t k = 0; k < cols; k++) s += a.q[t * cols + k];
+        a.sum[t] = s;
+    }
+    int64_t ldy = rows + 3;
+    float *yr = malloc((size_t)(n_tok * ldy) * sizeof *yr), *yk = malloc((size_t)(n_tok * ldy) * sizeof *yk);
+    /* Rows [r0, r1) only, as the thread pool calls it. */
+    int64_t r0 = rows > 5 ? 3 : 0, r1 = rows;
+    for (int64_t i = 0; i < n_tok * ldy; i++) yr[i] = -1.0f;
+    bn_ternary_gemm_ref(&w, r0, r1, &a, n_tok, yr, ldy);
+    for (int l = -1; l < n_levels; l++) {
+        const char *name = l < 0 ? "scalar-table" : levels[l]->name;
+        void (*gemm)(const bn_ternary *, int64_t, int64_t, const bn_qact *, int, float *, int64_t) =
+            l < 0 ? bn_ternary_gemm_scalar : levels[l]->ternary_gemm;
+        for (int64_t i = 0; i < n_tok * ldy; i++) yk[i] = -1.0f;
+        gemm(&w, r0, r1, &a, n_tok, yk, ldy);
+        for (int t = 0; t < n_tok; t++)
+            for (int64_t r = 0; r < ldy; r++) {
+                float e = yr[t * ldy + r], g = yk[t * ldy + r];
+                if (memcmp(&e, &g, sizeof e))
+                    fail_msg("ternary_gemm %s rows=%lld cols=%lld n_tok=%d extreme=%d: y[%d][%lld] = %.9g, want %.9g",
+                             name, (long long)rows, (long long)cols, n_tok, extreme, t, (long long)r, g, e);
+            }
+    }
+    /* The reference itself against a direct Σ w·q on one entry (guards the oracle). */
+    if (r1 > r0) {
+        int64_t acc = 0;
+        for (int64_t k = 0; k < cols; k++) acc += (int64_t)(bn_ternary_get_code(&w, r0, k) - 1) * a.q[k];
+        assert_int_equal(acc, bn_ternary_dot_ref(&w, r0, a.q, a.sum[0]));
+    }
+    free(codes), free(rs), free(x), free(a.q), free(a.scale), free(a.sum), free(yr), free(yk);
+}
+
+static void test_ternary_gemm_shapes(void **state) {
+    (void)state;
+    const int64_t rows[] = {1, 5, 16, 17, 33, 67, 130};
+    const int64_t cols[] = {128, 256, 384, 640, 1152, 2560, 6912};
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        for (size_t j = 0; j < sizeof cols / sizeof cols[0]; j++)
+            for (int n_tok = 1; n_tok <= 7; n_tok += (cols[j] > 2000 ? 3 : 1))
+                check_ternary(rows[i], cols[j], n_tok, 0, (int)((i + j) & 1));
+}
+
+static void test_ternary_gemm_extremes(void **state) {
+    (void)state;
+    /* 16+ blocks per row hit the AVX2 int16 flush boundary; 6912 = 54 blocks. */
+    check_ternary(19, 2048, 5, 1, 0);
+    check_ternary(19, 6912, 3, 1, 1);
+    check_ternary(7, 2176, 6, 2, 0);
+    check_ternary(40, 128 * 33, 9, 0, 0);
+}
+
+static float rel_err(float got, float want, float mag) { return fabsf(got - want) / (mag > 1e-20f ? mag : 1e-20f); }
+
+static void check_dense(uint32_t type, int64_t rows, int64_t cols, int n_tok) {
+    uint64_t rb = bn_ggml_row_bytes(type, cols);
+    uint8_t *data = malloc((size_t)(rb * rows));
+    /* Valid encodings of random values: go through the format's own decoder's
+     * inverse where one exists; F16/BF16/F32/Q8_0 bytes are built directly. */
+    float *tmp = malloc((size_t)cols * sizeof *tmp);
+    for (int64_t r = 0; r < rows; r++) {
+        uint8_t *row = data + r * rb;
+        if (type == BN_GGML_F16) {
+            for (int64_t k = 0; k < cols; k++) ((uint16_t *)row)[k] = bn_fp32_to_fp16(rndf());
+        } else if (type == BN_GGML_Q8_0) {
+            for (int64_t b = 0; b < cols / 32; b++) {
+                uint16_t d = bn_fp32_to_fp16(0.01f + 0.02f * (rndf() + 1.0f));
+                row[b * 34] = (uint8_t)d, row[b * 34 + 1] = (uint8_t)(d >> 8);
+                for (int j = 0; j < 32; j++) row[b * 34 + 2 + j] = (uint8_t)(int8_t)((int)(rnd() % 255) - 127);
+            }
+        } else if (type == BN_GGML_F32) {
+            fill(tmp, cols, 1.0f);
+            memcpy(row, tmp, (size_t)cols * 4);
+        } else {
+            for (uint64_t i = 0; i < rb; i++) row[i] = (uint8_t)rnd();
+        }
+    }
+    bn_dense w = {.type = type, .rows = rows, .cols = cols, .data = data, .row_bytes = rb};
+    float *x = malloc((size_t)(n_tok * cols) * sizeof *x);
+    fill(x, n_tok * cols, 1.0f);
+    float *yr = calloc((size_t)(n_tok * rows), sizeof *yr), *yk = calloc((size_t)(n_tok * rows), sizeof *yk);
+    bn_dense_gemm_ref(&w, 0, rows, x, n_tok, yr, rows, tmp);
+    for (int l = 0; l < n_levels; l++) {
+        levels[l]->dense_gemm(&w, 0, rows, x, n_tok, yk, rows, tmp);
+        for (int64_t r = 0; r < rows; r++) {
+            bn_ggml_dequantize_row(type, data + r * rb, tmp, cols, 0.0f);
+            for (int t = 0; t < n_tok; t++) {
+                float mag = 0.0f;
+                for (int64_t k = 0; k < cols; k++) mag += fabsf(tmp[k] * x[t * cols + k]);
+                float e = rel_err(yk[t * rows + r], yr[t * rows + r], mag);
+                if (!(e < 1e-5f))
+                    fail_msg("dense_gemm %s type %u rows=%lld cols=%lld: y[%d][%lld] = %g, want %g (rel %g)",
+                             levels[l]->name, type, (long long)rows, (long long)cols, t, (long long)r,
+                             yk[t * rows + r], yr[t * rows + r], e);
+            }
+        }
+    }
+    free(data), free(tmp), free(x), free(yr), free(yk);
+}
+
+static void test_dense_gemm(void **state) {
+    (void)state;
+    const uint32_t types[] = {BN_GGML_F16, BN_GGML_Q8_0, BN_GGML_F32};
+    const int64_t cols[] = {32, 96, 136, 2560};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+        for (size_t j = 0; j < sizeof cols / sizeof cols[0]; j++) {
+            if (types[i] == BN_GGML_Q8_0 && cols[j] % 32) continue;
+            for (int n_tok = 1; n_tok <= 6; n_tok += 2) check_dense(types[i], 37, cols[j], n_tok);
+        }
+}
+
+static void test_vector_helpers(void **state) {
+    (void)state;
+    const int64_t sizes[] = {1, 7, 8, 15, 16, 17, 64, 100, 128, 1031};
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        int64_t n = sizes[si];
+        float *a = malloc((size_t)n * 4), *b = malloc((size_t)n * 4), *y0 = malloc((size_t)n * 4),
+              *y1 = malloc((size_t)n * 4);
+        uint16_t *h0 = malloc((size_t)n * 2), *h1 = malloc((size_t)n * 2);
+        fill(a, n, 3.0f), fill(b, n, 2.0f);
+        for (int l = 0; l < n_levels; l++) {
+            const bn_cpu_kernels *k = levels[l];
+            fill(y0, n, 70000.0f); /* overflows f16 in places: ±inf must match too */
+            y0[0] = 1e-6f;         /* subnormal in f16 */
+            if (n > 3) y0[3] = 2.98023224e-08f; /* exactly half the smallest subnormal: ties to even */
+            bn_f32_to_f16_ref(y0, h0, n);
+            k->f32_to_f16(y0, h1, n);
+            if (memcmp(h0, h1, (size_t)n * 2)) fail_msg("f32_to_f16 %s n=%lld differs", k->name, (long long)n);
+            fill(y0, n, 1.0f);
+            bn_f32_to_f16_ref(y0, h0, n); /* finite halves for the dot/axpy checks */
+            float mag = 0.0f, magh = 0.0f;
+            for (int64_t i = 0; i < n; i++) mag += fabsf(a[i] * b[i]), magh += fabsf(a[i] * bn_fp16_to_fp32(h0[i]));
+            assert_true(rel_err(k->dot_f32(a, b, n), bn_dot_f32_ref(a, b, n), mag) < 1e-5f);
+            assert_true(rel_err(k->dot_f16(a, h0, n), bn_dot_f16_ref(a, h0, n), magh) < 1e-5f);
+            memcpy(y1, b, (size_t)n * 4);
+            memcpy(y0, b, (size_t)n * 4);
+            bn_axpy_f32_ref(0.3f, a, y0, n);
+            k->axpy_f32(0.3f, a, y1, n);
+            /* FMA rounds once where the reference rounds twice. */
+            for (int64_t i = 0; i < n; i++) assert_true(fabsf(y0[i] - y1[i]) <= 1e-6f * (fabsf(b[i]) + fabsf(a[i])));
+            memcpy(y1, b, (size_t)n * 4);
+            memcpy(y0, b, (size_t)n * 4);
+            bn_axpy_f16_ref(-0.7f, h0, y0, n);
+            k->axpy_f16(-0.7f, h0, y1, n);
+            for (int64_t i = 0; i < n; i++)
+                if (!(fabsf(y0[i] - y1[i]) <= 1e-6f * (fabsf(b[i]) + 1.0f)))
+                    fail_msg("axpy_f16 %s n=%lld: y[%lld] = %g, want %g", k->name, (long long)n, (long long)i, y1[i],
+                             y0[i]);
+        }
+        free(a), free(b), free(y0), free(y1), free(h0), free(h1);
+    }
+}
+
+/* BITNET_CPU forces a level; an unknown one falls back to the best. */
+static void test_select(void **state) {
+    (void)state;
+    setenv("BITNET_CPU", "scalar", 1);
+    assert_string_equal(bn_cpu_kernels_select()->name, "scalar");
+    for (int l = 0; l < n_levels; l++) {
+        setenv("BITNET_CPU", levels[l]->name, 1);
+        assert_ptr_equal(bn_cpu_kernels_select(), levels[l]);
+    }
+    setenv("BITNET_CPU", "no-such-level", 1);
+    assert_non_null(bn_cpu_kernels_select());
+    unsetenv("BITNET_CPU");
+    assert_ptr_equal(bn_cpu_kernels_select(), levels[n_levels - 1]);
+    assert_null(bn_cpu_kernels_get("no-such-level"));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_quantize_exact),   cmocka_unit_test(test_ternary_gemm_shapes),
+        cmocka_unit_test(test_ternary_gemm_extremes), cmocka_unit_test(test_dense_gemm),
+        cmocka_unit_test(test_vector_helpers),   cmocka_unit_test(test_select),
+    };
+    return cmocka_run_group_tests(tests, setup_levels, NULL);
+}

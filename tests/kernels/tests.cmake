@@ -1,0 +1,17 @@
+# CPU kernels: the benchmark program (not a test: it prints figures) and the
+# NEON cross test (built with Debian's aarch64 cross compiler, run under
+# qemu-user), registered only where both tools are installed.
+add_executable(bench_kernels ${CMAKE_SOURCE_DIR}/tests/kernels/bench_kernels.c)
+target_include_directories(bench_kernels PRIVATE ${CMAKE_SOURCE_DIR}/include ${CMAKE_SOURCE_DIR}/src)
+target_link_libraries(bench_kernels PRIVATE bitnet_static PkgConfig::CJSON PkgConfig::PCRE2 Threads::Threads m)
+target_compile_definitions(bench_kernels PRIVATE _GNU_SOURCE)
+# CI runs it briefly to check that it still works, never to judge speed.
+add_test(NAME bench_kernels_smoke COMMAND bench_kernels --quick --no-e2e)
+
+find_program(BITNET_AARCH64_CC aarch64-linux-gnu-gcc)
+find_program(BITNET_QEMU_AARCH64 qemu-aarch64)
+if(BITNET_AARCH64_CC AND BITNET_QEMU_AARCH64)
+  add_test(NAME kernels_neon_cross
+           COMMAND sh ${CMAKE_SOURCE_DIR}/tests/kernels/neon_cross.sh ${CMAKE_BINARY_DIR}/neon_cross)
+  set_tests_properties(kernels_neon_cross PROPERTIES PASS_REGULAR_EXPRESSION "neon_cross: PASS")
+endif()
