@@ -131,9 +131,6 @@ bitnet_status bn_load_gguf(bitnet_model *m, const char *path, const bitnet_model
             bn_err_prefix(err, "tokenizer");
             return rc;
         }
-        if (bitnet_tokenizer_n_vocab(m->tokenizer) > m->hp.n_vocab)
-            return bn_fail(err, BITNET_E_FORMAT, "tokenizer has %d tokens but the model only %d",
-                           bitnet_tokenizer_n_vocab(m->tokenizer), m->hp.n_vocab);
     }
     return BITNET_OK;
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "format/ggml_types.h"
 #include "format/safetensors.h"
@@ -202,6 +203,17 @@ static bitnet_status add_tensor_table(bitnet_model *m, const bn_safetensors *st,
     return BITNET_OK;
 }
 
+/* tokenizer_config.json's "chat_template" string (optional file and key). */
+static void read_chat_template(bitnet_model *m, const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    cJSON *tc = NULL;
+    if (access(path, R_OK) != 0 || read_json(path, &tc, NULL) != BITNET_OK) return;
+    const cJSON *t = obj(tc, "chat_template");
+    if (cJSON_IsString(t)) m->chat_template = bn_model_strdup(m, t->valuestring, strlen(t->valuestring));
+    cJSON_Delete(tc);
+}
+
 bitnet_status bn_load_hf(bitnet_model *m, const char *dir, const bitnet_model_params *p, bitnet_error *err) {
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
@@ -222,9 +234,12 @@ bitnet_status bn_load_hf(bitnet_model *m, const char *dir, const bitnet_model_pa
     if ((rc = add_tensor_table(m, m->st, err))) return rc;
     bn_tensor_source src = {.ctx = &hs, .find = hf_find};
     if ((rc = bn_model_build(m, &src, err))) return rc;
-    if ((rc = bn_tokenizer_from_hf_dir(&m->tokenizer, dir, err))) {
+    /* A folder without tokenizer.json still runs on token ids (bitnet logits --ids). */
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    if (access(path, R_OK) == 0 && (rc = bn_tokenizer_from_hf_dir(&m->tokenizer, dir, err))) {
         bn_err_prefix(err, "tokenizer");
         return rc;
     }
+    read_chat_template(m, dir);
     return BITNET_OK;
 }

@@ -116,6 +116,10 @@ bitnet_status bitnet_model_load(const char *path, const bitnet_model_params *par
     if (!m) return bn_fail(err, BITNET_E_NOMEM, "out of memory");
     double t0 = now_ms();
     bitnet_status rc = S_ISDIR(st.st_mode) ? bn_load_hf(m, path, &p, err) : bn_load_gguf(m, path, &p, err);
+    /* Token ids from the tokenizer index the embedding: it must cover them all. */
+    if (rc == BITNET_OK && m->tokenizer && bitnet_tokenizer_n_vocab(m->tokenizer) > m->hp.n_vocab)
+        rc = bn_fail(err, BITNET_E_FORMAT, "the tokenizer has %d tokens but the model only %d embeddings",
+                     bitnet_tokenizer_n_vocab(m->tokenizer), m->hp.n_vocab);
     if (rc != BITNET_OK) {
         bn_err_prefix(err, "%s", path);
         bitnet_model_free(m);

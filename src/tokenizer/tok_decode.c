@@ -101,6 +101,7 @@ bitnet_status bitnet_detok_feed(bitnet_detok *d, int32_t token, const char **tex
     if (n == 0) return BITNET_OK;
     if (!d->started && (d->flags & BITNET_DETOK_STRIP_SPACE) && t->strip_decoded_space && s[0] == ' ') s++, n--;
     d->started = 1;
+    if (n == 0) return BITNET_OK;
     if (!grow(d, (size_t)d->n_held + n)) return bn_fail(err, BITNET_E_NOMEM, "out of memory");
     memcpy(d->buf, d->held, (size_t)d->n_held);
     memcpy(d->buf + d->n_held, s, n);

@@ -12,10 +12,12 @@
    script's own decoders, independent of the engine's) to bit-identical values.
 4. Damaged inputs fail with a one-line message and leave neither OUT nor OUT.tmp;
    an existing OUT is kept without --force.
-5. gen-model writes loadable files (bitnet info) for a preset.
+5. A float "master weights" checkpoint (tiny-bitnet's linears unpacked to bf16)
+   converts to the same I2_S tensors as the kit's file, and passes conformance.
+6. gen-model writes loadable files (bitnet info) for a preset.
 Python 3 standard library only. The last line is "convert: PASS" or "convert: FAIL".
 """
-import argparse, os, shutil, struct, subprocess, sys
+import argparse, json, os, shutil, struct, subprocess, sys
 
 FAILS = []
 
@@ -133,6 +135,92 @@ def decoded(t):
     return [(c - 1) * s for c, s in zip(codes, scales)]
 
 
+# ------------------------------------------------------------ safetensors --
+
+def st_read(path):
+    blob = open(path, "rb").read()
+    n = struct.unpack_from("<Q", blob)[0]
+    header = json.loads(blob[8:8 + n])
+    meta = header.pop("__metadata__", None)
+    data = blob[8 + n:]
+    return meta, {k: (v["dtype"], v["shape"], data[v["data_offsets"][0]:v["data_offsets"][1]]) for k, v in header.items()}
+
+
+def st_write(path, meta, tensors):
+    header, blobs, off = {}, [], 0
+    if meta is not None:
+        header["__metadata__"] = meta
+    for name, (dtype, shape, raw) in tensors.items():
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [off, off + len(raw)]}
+        blobs.append(raw)
+        off += len(raw)
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    open(path, "wb").write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+def unpack_to_bf16(packed, shape, scale_raw):
+    """HF packed (out/4, in) uint8 → bf16 values code·scale, (out, in) row-major."""
+    scale = struct.unpack("<f", b"\0\0" + scale_raw[:2])[0]
+    vals = [struct.pack("<f", v) for v in (-scale, 0.0, scale)]  # bf16(scale) is exact in f32
+    lo = bytes(v[2] for v in vals) + b"\0"
+    hi = bytes(v[3] for v in vals) + b"\0"
+    rows = []
+    for i in range(4):
+        code = bytes((b >> (2 * i)) & 3 for b in range(256))
+        c = packed.translate(code)
+        out = bytearray(2 * len(c))
+        out[0::2] = c.translate(lo.ljust(256, b"\0"))
+        out[1::2] = c.translate(hi.ljust(256, b"\0"))
+        rows.append(bytes(out))
+    return b"".join(rows), [shape[0] * 4, shape[1]]
+
+
+def master_variant(args):
+    src = os.path.join(args.kit, "tiny-bitnet")
+    dst = os.path.join(args.work, "hf-master")
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("gguf", "reference", "model.safetensors"))
+    meta, tensors = st_read(os.path.join(src, "model.safetensors"))
+    out = {}
+    for name, (dtype, shape, raw) in tensors.items():
+        if name.endswith("weight_scale"):
+            continue
+        if dtype == "U8":
+            raw, shape = unpack_to_bf16(raw, shape, tensors[name + "_scale"][2])
+            dtype = "BF16"
+        out[name] = (dtype, shape, raw)
+    st_write(os.path.join(dst, "model.safetensors"), meta, out)
+    gguf = os.path.join(args.work, "hf-master-i2_s.gguf")
+    if not convert(args, dst, gguf, "--type", "i2_s"):
+        return
+    kit = Gguf(os.path.join(src, "gguf", "tiny-bitnet-i2_s.gguf"))
+    mine = Gguf(gguf)
+    same = all(a[4] == b[4] for a, b in zip(kit.tensors, mine.tensors) if a[2] == 36)
+    check(same, "master weights: ternarized I2_S tensors equal the kit's, byte for byte")
+    conformance(args, src, gguf)
+    # Not exactly ternary: one tensor gets noise of up to 10% of its scale, so
+    # the loader must use the absmean rule (scale = mean|W|, codes by rounding).
+    name = "model.layers.0.self_attn.k_proj.weight"
+    raw = out[name][2]
+    w = struct.unpack(f"<{len(raw) // 2}f", b"".join(b"\0\0" + raw[i:i + 2] for i in range(0, len(raw), 2)))
+    scale = max(abs(v) for v in w)
+    noisy = [v + scale * 0.1 * (((j * 37) % 11) - 5) / 5 for j, v in enumerate(w)]
+    bf = b"".join(struct.pack("<f", v)[2:] for v in noisy)  # truncation to bf16 is fine here
+    out[name] = ("BF16", out[name][1], bf)
+    st_write(os.path.join(dst, "model.safetensors"), meta, out)
+    noisy_gguf = os.path.join(args.work, "hf-master-noisy-i2_s.gguf")
+    if not convert(args, dst, noisy_gguf, "--type", "i2_s"):
+        return
+    t_kit, t_mine = kit.tensor("blk.0.attn_k.weight"), Gguf(noisy_gguf).tensor("blk.0.attn_k.weight")
+    n = len(w) // 4
+    got = struct.unpack_from("<f", t_mine[4], n)[0]
+    vals = struct.unpack(f"<{len(bf) // 2}f", b"".join(b"\0\0" + bf[i:i + 2] for i in range(0, len(bf), 2)))
+    want = sum(abs(v) for v in vals) / len(vals)
+    check(t_mine[4][:n] == t_kit[4][:n] and abs(got - want) <= 1e-6 * want,
+          f"master weights with noise: absmean codes equal the kit's, scale {got:.6g} = mean|W| {want:.6g}")
+
+
 # -------------------------------------------------------------------- run --
 
 def run(argv):
@@ -245,6 +333,7 @@ def main():
                 if model == "tiny-llama-ternary":
                     check(g.kv.get("tokenizer.ggml.pre") == "llama-bpe", f"{model} {t}: tokenizer.ggml.pre llama-bpe")
     requantize_chain(args)
+    master_variant(args)
     damaged_inputs(args)
     gen_model(args)
     print(f"convert: {'PASS' if not FAILS else 'FAIL'} ({len(FAILS)} failed)")

@@ -178,6 +178,15 @@ int main(int argc, char **argv) {
     printf("decode batch 1 (no graph): %.1f tok/s, %.3f ms/token\n", tg_ng, 1e3 / tg_ng);
     drop_backend(&b);
 
+    /* GPU time per kind of launch (graphs off; the backend prints it when destroyed). */
+    setenv("BITNET_CUDA_PROFILE", "1", 1);
+    if (!make_backend(&b, 0, n_ctx, max_b)) return 1;
+    unsetenv("BITNET_CUDA_PROFILE");
+    time_decode(&b, pos0, 16);
+    bn_forward(&b.m, b.be, &b.st, b.tok, 512, 0, BN_LOGITS_LAST, b.logits);
+    fflush(stdout);
+    drop_backend(&b);
+
     synth_model_free(&b.m);
     free(b.tok);
     free(b.logits);

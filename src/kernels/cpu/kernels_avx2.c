@@ -251,6 +251,9 @@ static inline __attribute__((always_inline)) void q8_0_row_dots(const uint8_t *w
     for (int t = 0; t < nt; t++) out[t] = hsum_ps(acc[t]);
 }
 
+/* Head rows are several KB: two rows ahead keeps enough misses in flight. */
+#define DENSE_PREFETCH_ROWS 2
+
 void bn_dense_gemm_avx2(const bn_dense *w, int64_t r0, int64_t r1, const float *x, int n_tok, float *y,
                             int64_t ldy, float *scratch) {
     int64_t cols = w->cols;
@@ -268,6 +271,8 @@ void bn_dense_gemm_avx2(const bn_dense *w, int64_t r0, int64_t r1, const float *
         for (int64_t r = r0; r < r1; r++) {
             const uint8_t *wr = w->data + r * w->row_bytes;
             float d[TOK_TILE];
+            if (t0 == 0 && r + DENSE_PREFETCH_ROWS < w->rows)
+                prefetch_row(wr + DENSE_PREFETCH_ROWS * w->row_bytes, (int64_t)w->row_bytes);
             if (w->type == BN_GGML_F16) {
                 switch (nt) {
                 case 1: d[0] = bn_dot_f16_avx2(xt, (const uint16_t *)wr, cols); break;

@@ -24,7 +24,9 @@
  * States (per backend):  idle --embed(n_tok = 1)--> recording
  *                        recording --to_host / free / next embed--> idle (flush)
  * Environment: BITNET_CUDA_GRAPH=0 disables graphs (the recorded step then
- * runs its fused kernels directly). */
+ * runs its fused kernels directly); BITNET_CUDA_PROFILE=1 times every launch
+ * (without graphs) and prints GPU time per kind of launch when the backend is
+ * destroyed. */
 #include <cuda_runtime.h>
 #include <math.h>
 #include <pthread.h>
@@ -81,12 +83,18 @@ struct model_entry {
     model_entry *next;
 };
 
+/* Profile labels (BITNET_CUDA_PROFILE=1): GPU time per kind of launch. */
+enum prof_label { P_EMBED, P_NORM, P_NORM_Q, P_QUANT, P_TERN, P_TERN_ADD, P_TERN2, P_TERN3, P_DENSE, P_ROPE, P_ATTN,
+                  P_GLU, P_ADD, P_N };
+static const char *prof_names[P_N] = {"embed", "rmsnorm", "rmsnorm+quantize", "quantize", "ternary", "ternary+add",
+                                      "ternary x2", "ternary x3", "dense head", "rope", "attention", "glu", "add"};
+
 #define ATT_SPLIT 128      /* positions per attention chunk */
 #define ATT_ROWS_CAP 2048  /* token x chunk rows of the attention work space */
 
 struct cuda_backend {
     bn_backend base;
-    int device;
+    int device, n_sm;
     cudaStream_t stream;
     int failed;
     char message[256];
@@ -106,6 +114,11 @@ struct cuda_backend {
     cudaGraphExec_t gexec;
     op_rec *grecs;
     int n_grecs;
+    /* profiling: [n_tok == 1 ? 0 : 1][label] */
+    int prof;
+    cudaEvent_t ev0, ev1;
+    double prof_ms[2][P_N];
+    long prof_n[2][P_N];
 };
 
 static cuda_backend *cb_of(bn_backend *be) { return (cuda_backend *)be; }
@@ -297,12 +310,20 @@ extern "C" bitnet_status bn_cuda_reserve(bn_backend *be, int n_head, int head_di
     return BITNET_OK;
 }
 
-/* Chunks for attention over `len` positions for n_tok tokens. */
-static void attn_split(int len, int n_tok, int *n_split, int *split_len) {
-    int ns = (len + ATT_SPLIT - 1) / ATT_SPLIT, cap = ATT_ROWS_CAP / n_tok;
-    if (ns > cap) ns = cap > 1 ? cap : 1;
-    *n_split = ns;
-    *split_len = (len + ns - 1) / ns;
+/* Splits of the positions for attention over `len` positions, n_tok
+ * tokens: enough blocks for about 4 per multiprocessor, splits of whole
+ * 128-position chunks, and at most ATT_ROWS_CAP (token, split) rows. */
+static void attn_split(const cuda_backend *c, const bn_attn_shape *s, int len, int n_tok, int *n_split,
+                       int *split_len) {
+    int G = s->n_head / s->n_head_kv, units = n_tok * s->n_head_kv * ((G + 3) / 4);
+    int chunks = (len + ATT_SPLIT - 1) / ATT_SPLIT, want = (4 * c->n_sm + units - 1) / units;
+    int ns = want < chunks ? want : chunks, cap = ATT_ROWS_CAP / n_tok;
+    if (ns > cap) ns = cap;
+    if (ns < 1) ns = 1;
+    int sl = (len + ns - 1) / ns;
+    sl = (sl + ATT_SPLIT - 1) / ATT_SPLIT * ATT_SPLIT;
+    *split_len = sl;
+    *n_split = (len + sl - 1) / sl;
 }
 
 /* ------------------------------------------------------------ executor -- */
@@ -315,23 +336,25 @@ static int same_qact(const bn_qact *a, const bn_qact *b) {
 
 /* Runs the op at r[0], fusing it with the ops after it when they allow.
  * Returns the number of records consumed. */
-static int run_one(cuda_backend *c, const op_rec *r, int avail, int graph, const int32_t *tokens) {
+static int run_op(cuda_backend *c, const op_rec *r, int avail, int graph, const int32_t *tokens, int *label) {
     cudaStream_t st = c->stream;
     bn_pos pos = {r->pos0, graph ? c->d_params : NULL};
     switch (r->kind) {
     case OP_EMBED: {
         const bn_cuda_dense *d = (const bn_cuda_dense *)r->w;
+        *label = P_EMBED;
         check(c, bn_k_embed(st, d->type, d->data, d->row_bytes, r->dim, tokens, r->n_tok, r->y), "embed");
         return 1;
     }
     case OP_RMSNORM: {
         const op_rec *nx = avail > 1 ? r + 1 : NULL;
         int fuse = nx && nx->kind == OP_QUANTIZE && nx->x == r->y && nx->n_tok == r->n_tok && nx->dim == r->dim;
+        *label = fuse ? P_NORM_Q : P_NORM;
         check(c, bn_k_rmsnorm(st, r->x, (const float *)r->w, r->n_tok, r->dim, r->eps, r->y, fuse ? &nx->qa : NULL),
               "rmsnorm");
         return fuse ? 2 : 1;
     }
-    case OP_QUANTIZE: check(c, bn_k_quantize(st, r->x, r->n_tok, r->dim, &r->qa), "quantize"); return 1;
+    case OP_QUANTIZE: *label = P_QUANT; check(c, bn_k_quantize(st, r->x, r->n_tok, r->dim, &r->qa), "quantize"); return 1;
     case OP_TERNARY: {
         bn_tern_job jobs[BN_TERN_MAX_JOBS];
         int n = 0;
@@ -351,30 +374,64 @@ static int run_one(cuda_backend *c, const op_rec *r, int avail, int graph, const
             jobs[0].accumulate = 1;
             used = 2;
         }
+        *label = used == 2 ? P_TERN_ADD : n == 3 ? P_TERN3 : n == 2 ? P_TERN2 : P_TERN;
         check(c, bn_k_ternary(st, jobs, n, r->dim, &r->qa, r->n_tok), "ternary matmul");
         return used;
     }
     case OP_DENSE: {
         const bn_cuda_dense *d = (const bn_cuda_dense *)r->w;
+        *label = P_DENSE;
         check(c, bn_k_dense(st, d->type, d->data, d->row_bytes, (int)r->n, r->dim, r->x, r->n_tok, r->y),
               "dense matmul");
         return 1;
     }
     case OP_ROPE:
+        *label = P_ROPE;
         check(c, bn_k_rope(st, r->y, r->n_tok, r->n_head, r->head_dim, pos, r->theta, r->neox), "rope");
         return 1;
     case OP_ATTN: {
         int len = pos.ptr ? r->s.n_ctx : pos.val + r->n_tok, n_split, split_len;
-        attn_split(len, r->n_tok, &n_split, &split_len);
+        attn_split(c, &r->s, len, r->n_tok, &n_split, &split_len);
+        *label = P_ATTN;
         check(c, bn_k_attention(st, &r->kv, &r->s, r->x, r->z, (const float *)r->w, r->n_tok, pos, n_split,
                                 split_len, c->ws, r->y),
               "attention");
         return 1;
     }
-    case OP_GLU: check(c, bn_k_glu(st, r->y, r->x, r->n, r->act), "glu"); return 1;
-    case OP_ADD: check(c, bn_k_add(st, r->y, r->x, r->n), "add"); return 1;
+    case OP_GLU: *label = P_GLU; check(c, bn_k_glu(st, r->y, r->x, r->n, r->act), "glu"); return 1;
+    case OP_ADD: *label = P_ADD; check(c, bn_k_add(st, r->y, r->x, r->n), "add"); return 1;
     }
     return 1;
+}
+
+/* run_op, timed with events when profiling (which runs without graphs). */
+static int run_one(cuda_backend *c, const op_rec *r, int avail, int graph, const int32_t *tokens) {
+    int label = P_EMBED;
+    if (!c->prof) return run_op(c, r, avail, graph, tokens, &label);
+    check(c, cudaEventRecord(c->ev0, c->stream), "cudaEventRecord");
+    int used = run_op(c, r, avail, graph, tokens, &label);
+    float ms = 0.0f;
+    if (check(c, cudaEventRecord(c->ev1, c->stream), "cudaEventRecord") &&
+        check(c, cudaEventSynchronize(c->ev1), "cudaEventSynchronize") &&
+        check(c, cudaEventElapsedTime(&ms, c->ev0, c->ev1), "cudaEventElapsedTime")) {
+        c->prof_ms[r->n_tok > 1][label] += ms;
+        c->prof_n[r->n_tok > 1][label]++;
+    }
+    return used;
+}
+
+static void print_profile(const cuda_backend *c) {
+    for (int k = 0; k < 2; k++) {
+        double total = 0.0;
+        for (int i = 0; i < P_N; i++) total += c->prof_ms[k][i];
+        if (total <= 0.0) continue;
+        fprintf(stderr, "cuda profile, %s steps: %.3f ms of GPU time\n", k ? "multi-token" : "one-token", total);
+        for (int i = 0; i < P_N; i++)
+            if (c->prof_n[k][i])
+                fprintf(stderr, "  %-18s %8ld launches %10.3f ms %8.2f us each %5.1f%%\n", prof_names[i],
+                        c->prof_n[k][i], c->prof_ms[k][i], 1e3 * c->prof_ms[k][i] / c->prof_n[k][i],
+                        100.0 * c->prof_ms[k][i] / total);
+    }
 }
 
 static void run_list(cuda_backend *c, const op_rec *r, int n, int graph) {
@@ -587,7 +644,7 @@ static void cu_attention(bn_backend *be, const bn_kv_layer *kv, const bn_attn_sh
         return fail_msg(c, "attention with head_dim %d and %d/%d heads is not supported", s->head_dim, s->n_head,
                         s->n_head_kv);
     int len = c->recording ? s->n_ctx : pos0 + n_tok, n_split, split_len;
-    attn_split(len, n_tok, &n_split, &split_len);
+    attn_split(c, s, len, n_tok, &n_split, &split_len);
     if (!ensure_ws(c, (size_t)n_tok * n_split * s->n_head * (s->head_dim + 2))) return;
     op_rec r = new_rec(OP_ATTN);
     r.kv = *kv, r.s = *s, r.x = q, r.z = k, r.w = v, r.n_tok = n_tok, r.y = out;
@@ -655,6 +712,9 @@ static void cu_destroy(bn_backend *be) {
     cudaSetDevice(c->device);
     if (c->stream) cudaStreamSynchronize(c->stream);
     drop_graph(c);
+    if (c->prof) print_profile(c);
+    if (c->ev0) cudaEventDestroy(c->ev0);
+    if (c->ev1) cudaEventDestroy(c->ev1);
     bn_cuda_weights_release(be);
     store_free(&c->own);
     cudaFree(c->d_params);
@@ -714,6 +774,7 @@ static bitnet_status init_device(cuda_backend *c, bitnet_error *err) {
         return bn_fail(err, BITNET_E_DEVICE,
                        "cuda:%d (%s) has compute capability %d.%d; bitnet.c's CUDA backend needs 8.0 or newer",
                        c->device, prop.name, prop.major, prop.minor);
+    if (e == cudaSuccess) c->n_sm = prop.multiProcessorCount;
     if (e == cudaSuccess) e = cudaSetDevice(c->device);
     if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking);
     if (e == cudaSuccess) e = cudaMalloc((void **)&c->d_params, 2 * sizeof(int));
@@ -739,7 +800,13 @@ extern "C" bitnet_status bn_backend_cuda_create(bn_backend **out, int device, bi
     c->device = device;
     const char *g = getenv("BITNET_CUDA_GRAPH");
     c->use_graph = !(g && !strcmp(g, "0"));
+    const char *pr = getenv("BITNET_CUDA_PROFILE");
+    c->prof = pr && *pr && strcmp(pr, "0");
+    if (c->prof) c->use_graph = 0; /* launches are timed one by one */
     bitnet_status rc = init_device(c, err);
+    if (!rc && c->prof &&
+        (cudaEventCreate(&c->ev0) != cudaSuccess || cudaEventCreate(&c->ev1) != cudaSuccess))
+        rc = bn_fail(err, BITNET_E_DEVICE, "cuda:%d: cannot create events for profiling", device);
     if (rc) {
         cu_destroy(&c->base);
         return rc;

@@ -3,10 +3,10 @@
  * Cache layout (kernels/backend.h): [kv head][position][head_dim], f16.
  * 1. k_kv_store writes the new keys and values at positions pos..pos+n_tok-1.
  * 2. k_attn_partial: block (split, kv head × head group, token) attends the
- *    query heads of one group (up to GROUP heads sharing the kv head, so each
- *    key and value is read once for all of them) over one chunk of
- *    positions, with an online softmax; its 4 warps take interleaved
- *    positions and are merged in shared memory. Writes the chunk's
+ *    query heads of one group (up to ATT_GROUP heads sharing the kv head, so
+ *    each key and value is read once for all of them) over one split of the
+ *    positions, 128 at a time: one position per thread for the scores, an
+ *    online softmax per head, values read coalesced. Writes the split's
  *    unnormalized output, max and sum.
  * 3. k_attn_combine merges the chunks of each (token, head).
  * Splitting the positions keeps the whole GPU busy for one decode token over

@@ -80,6 +80,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
     for (int r = 0; r < GEMV_ROWS; r++)
 #pragma unroll
         for (int t = 0; t < NT; t++) acc[r][t] = 0;
+#pragma unroll 2
     for (int c = lane; c < nch; c += 32) {
         uint4 w[GEMV_ROWS];
 #pragma unroll
@@ -301,6 +302,7 @@ __global__ void __launch_bounds__(DENSE_WARPS * 32)
     for (int r = 0; r < DENSE_ROWS; r++)
 #pragma unroll
         for (int t = 0; t < NT; t++) acc[r][t] = 0.0f;
+#pragma unroll 2
     for (int c = lane; c < nch; c += 32) {
         float wf[DENSE_ROWS][8];
 #pragma unroll
@@ -348,7 +350,7 @@ __global__ void k_dense_generic(const uint8_t *w, uint64_t row_bytes, int rows, 
 template <int TYPE>
 static cudaError_t dense_typed(cudaStream_t st, const uint8_t *w, uint64_t row_bytes, int rows, int cols,
                                const float *x, int n_tok, float *y) {
-    bool vec = cols % 8 == 0 && row_bytes % 16 == 0 && ((uintptr_t)w & 15) == 0;
+    bool vec = cols % 8 == 0 && row_bytes % 16 == 0 && ((uintptr_t)w & 15) == 0 && ((uintptr_t)x & 15) == 0;
     if (!vec) {
         int64_t warps = (int64_t)rows * n_tok;
         k_dense_generic<TYPE><<<(unsigned)((warps + 7) / 8), 256, 0, st>>>(w, row_bytes, rows, cols, x, n_tok, y);
