@@ -11,9 +11,7 @@
 #include "util/error.h"
 
 bitnet_model *bn_model_new(void) {
-    bitnet_model *m = calloc(1, sizeof *m);
-    if (m) pthread_mutex_init(&m->backend_lock, NULL);
-    return m;
+    return calloc(1, sizeof(bitnet_model));
 }
 
 void *bn_model_alloc(bitnet_model *m, size_t size) {
@@ -132,7 +130,6 @@ bitnet_status bitnet_model_load(const char *path, const bitnet_model_params *par
 
 void bitnet_model_free(bitnet_model *m) {
     if (!m) return;
-    for (int i = 0; i < m->n_prepared; i++) (void)i; /* backends free their copies when destroyed */
     if (m->tokenizer) bitnet_tokenizer_free(m->tokenizer);
     if (m->gguf) bn_gguf_close(m->gguf);
     if (m->st) bn_safetensors_close(m->st);
@@ -142,7 +139,6 @@ void bitnet_model_free(bitnet_model *m) {
         next = b->next;
         free(b);
     }
-    pthread_mutex_destroy(&m->backend_lock);
     free(m);
 }
 
@@ -189,15 +185,5 @@ int bitnet_model_tensor(const bitnet_model *m, int i, bitnet_tensor_info *o) {
 const bitnet_tokenizer *bitnet_model_tokenizer(const bitnet_model *m) { return m->tokenizer; }
 
 bitnet_status bn_model_prepare_backend(bitnet_model *m, bn_backend *be, bitnet_error *err) {
-    if (!be->ops->prepare_model) return BITNET_OK;
-    bitnet_status rc = BITNET_OK;
-    pthread_mutex_lock(&m->backend_lock);
-    int done = 0;
-    for (int i = 0; i < m->n_prepared; i++) done |= m->prepared[i] == be;
-    if (!done) {
-        if (m->n_prepared == BN_MAX_BACKENDS) rc = bn_fail(err, BITNET_E_UNSUPPORTED, "too many backends for one model");
-        else if ((rc = be->ops->prepare_model(be, m, err)) == BITNET_OK) m->prepared[m->n_prepared++] = be;
-    }
-    pthread_mutex_unlock(&m->backend_lock);
-    return rc;
+    return be->ops->prepare_model ? be->ops->prepare_model(be, m, err) : BITNET_OK;
 }

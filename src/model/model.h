@@ -1,7 +1,7 @@
 /* The loaded model: hyperparameters, weight descriptors and tokenizer.
- * Immutable after load, except the backends' weight copies, which
- * bn_model_prepare_backend makes once under a lock. Several contexts may
- * share a model.
+ * Immutable after load, except the `dev` fields of the weight descriptors,
+ * which a device backend sets when it uploads the weights (once per model,
+ * shared by its contexts). Several contexts may share a model.
  *
  * Loading: a format-specific loader (load_gguf.c, load_hf.c) maps the file(s),
  * fills the hyperparameters and the tensor table, then describes every weight
@@ -11,7 +11,6 @@
 #ifndef BN_MODEL_MODEL_H
 #define BN_MODEL_MODEL_H
 
-#include <pthread.h>
 #include <stdint.h>
 
 #include "bitnet.h"
@@ -56,8 +55,6 @@ typedef struct bn_arena_block {
     _Alignas(64) unsigned char data[];
 } bn_arena_block;
 
-#define BN_MAX_BACKENDS 4
-
 struct bitnet_model {
     bn_arch arch;
     char *arch_name;
@@ -84,13 +81,9 @@ struct bitnet_model {
     bn_arena_block *arena;
     double load_ms, repack_ms;
 
-    /* Backends that hold copies of the weights (the CPU backend needs none). */
-    pthread_mutex_t backend_lock;
-    bn_backend *prepared[BN_MAX_BACKENDS];
-    int n_prepared;
 };
 
-/* Allocates an empty model (arch/hparams zeroed, lock initialised). */
+/* Allocates an empty, zeroed model. */
 bitnet_model *bn_model_new(void);
 
 /* size bytes of 64-byte-aligned, zeroed memory owned by the model; NULL on OOM. */
@@ -113,7 +106,9 @@ bitnet_status bn_hparams_validate(const bn_hparams *hp, bitnet_error *err);
 bitnet_status bn_load_gguf(bitnet_model *m, const char *path, const bitnet_model_params *p, bitnet_error *err);
 bitnet_status bn_load_hf(bitnet_model *m, const char *dir, const bitnet_model_params *p, bitnet_error *err);
 
-/* Calls be->ops->prepare_model once per backend for this model. */
+/* Lets a backend make (or share) its copies of the weights. Device backends
+ * reference-count their copies per model and clear the `dev` fields when the
+ * last backend using them is destroyed (see kernels/cuda). */
 bitnet_status bn_model_prepare_backend(bitnet_model *m, bn_backend *be, bitnet_error *err);
 
 #endif

@@ -85,9 +85,10 @@ struct model_entry {
 
 /* Profile labels (BITNET_CUDA_PROFILE=1): GPU time per kind of launch. */
 enum prof_label { P_EMBED, P_NORM, P_NORM_Q, P_QUANT, P_TERN, P_TERN_ADD, P_TERN2, P_TERN3, P_DENSE, P_ROPE, P_ATTN,
-                  P_GLU, P_ADD, P_N };
+                  P_GLU, P_ADD, P_GLU_Q, P_ROPE_ATTN, P_N };
 static const char *prof_names[P_N] = {"embed", "rmsnorm", "rmsnorm+quantize", "quantize", "ternary", "ternary+add",
-                                      "ternary x2", "ternary x3", "dense head", "rope", "attention", "glu", "add"};
+                                      "ternary x2", "ternary x3", "dense head", "rope", "attention", "glu", "add",
+                                      "glu(+norm)+quantize", "rope+kv+attention"};
 
 #define ATT_SPLIT 128      /* positions per attention chunk */
 #define ATT_ROWS_CAP 2048  /* token x chunk rows of the attention work space */
@@ -385,10 +386,30 @@ static int run_op(cuda_backend *c, const op_rec *r, int avail, int graph, const 
               "dense matmul");
         return 1;
     }
-    case OP_ROPE:
+    case OP_ROPE: {
+        /* rope(q), rope(k), attention(q, k, v): one launch rotates both and
+         * fills the cache, then the attention proper. */
+        const op_rec *rk = avail > 2 ? r + 1 : NULL, *ra = avail > 2 ? r + 2 : NULL;
+        if (rk && rk->kind == OP_ROPE && ra->kind == OP_ATTN && ra->x == r->y && ra->z == rk->y &&
+            rk->n_tok == r->n_tok && ra->n_tok == r->n_tok && r->head_dim == ra->s.head_dim &&
+            rk->head_dim == r->head_dim && r->n_head == ra->s.n_head && rk->n_head == ra->s.n_head_kv &&
+            rk->theta == r->theta && rk->neox == r->neox && rk->pos0 == r->pos0 && ra->pos0 == r->pos0) {
+            int len = pos.ptr ? ra->s.n_ctx : pos.val + ra->n_tok, n_split, split_len;
+            attn_split(c, &ra->s, len, ra->n_tok, &n_split, &split_len);
+            *label = P_ROPE_ATTN;
+            if (check(c,
+                      bn_k_rope_qk_store(st, r->y, rk->y, (const float *)ra->w, r->n_tok, r->n_head, rk->n_head,
+                                         r->head_dim, pos, r->theta, r->neox, ra->kv.k, ra->kv.v, ra->s.n_ctx),
+                      "rope+kv store"))
+                check(c, bn_k_attention_stored(st, &ra->kv, &ra->s, ra->x, ra->n_tok, pos, n_split, split_len, c->ws,
+                                               ra->y),
+                      "attention");
+            return 3;
+        }
         *label = P_ROPE;
         check(c, bn_k_rope(st, r->y, r->n_tok, r->n_head, r->head_dim, pos, r->theta, r->neox), "rope");
         return 1;
+    }
     case OP_ATTN: {
         int len = pos.ptr ? r->s.n_ctx : pos.val + r->n_tok, n_split, split_len;
         attn_split(c, &r->s, len, r->n_tok, &n_split, &split_len);
@@ -398,7 +419,27 @@ static int run_op(cuda_backend *c, const op_rec *r, int avail, int graph, const 
               "attention");
         return 1;
     }
-    case OP_GLU: *label = P_GLU; check(c, bn_k_glu(st, r->y, r->x, r->n, r->act), "glu"); return 1;
+    case OP_GLU: {
+        /* GLU [-> RMSNorm of its output] -> quantization: one row kernel. */
+        const op_rec *nx = avail > 1 ? r + 1 : NULL, *nq = avail > 2 ? r + 2 : NULL;
+        if (nx && nx->kind == OP_RMSNORM && nx->x == r->y && (int64_t)nx->n_tok * nx->dim == r->n && nq &&
+            nq->kind == OP_QUANTIZE && nq->x == nx->y && nq->n_tok == nx->n_tok && nq->dim == nx->dim) {
+            *label = P_GLU_Q;
+            check(c, bn_k_row_fused(st, r->y, r->x, r->act, (const float *)nx->w, nx->n_tok, nx->dim, nx->eps, nx->y,
+                                    &nq->qa),
+                  "glu+rmsnorm+quantize");
+            return 3;
+        }
+        if (nx && nx->kind == OP_QUANTIZE && nx->x == r->y && (int64_t)nx->n_tok * nx->dim == r->n) {
+            *label = P_GLU_Q;
+            check(c, bn_k_row_fused(st, r->y, r->x, r->act, NULL, nx->n_tok, nx->dim, 0.0f, r->y, &nx->qa),
+                  "glu+quantize");
+            return 2;
+        }
+        *label = P_GLU;
+        check(c, bn_k_glu(st, r->y, r->x, r->n, r->act), "glu");
+        return 1;
+    }
     case OP_ADD: *label = P_ADD; check(c, bn_k_add(st, r->y, r->x, r->n), "add"); return 1;
     }
     return 1;

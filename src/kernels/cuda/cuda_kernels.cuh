@@ -38,6 +38,15 @@ cudaError_t bn_k_embed(cudaStream_t st, uint32_t type, const void *emb, uint64_t
 /* out = rmsnorm(x) * w; when qa is not NULL, also quantizes out into qa. */
 cudaError_t bn_k_rmsnorm(cudaStream_t st, const float *x, const float *w, int n_tok, int dim, float eps, float *out,
                          const bn_qact *qa);
+/* Per row: x = act(x)·u when u is not NULL (the GLU), then RMSNorm with w
+ * when w is not NULL, written to out (may equal x), then quantized into qa
+ * when qa is not NULL. */
+cudaError_t bn_k_row_fused(cudaStream_t st, const float *x, const float *u, int act, const float *w, int n_tok,
+                           int dim, float eps, float *out, const bn_qact *qa);
+/* RoPE of q (n_head heads) and k (n_kv heads), and k, v stored into the f16
+ * cache (K, V: [n_kv][n_ctx][head_dim]) at positions pos.. */
+cudaError_t bn_k_rope_qk_store(cudaStream_t st, float *q, float *k, const float *v, int n_tok, int n_head, int n_kv,
+                               int head_dim, bn_pos pos, float theta, int neox, void *K, void *V, int n_ctx);
 cudaError_t bn_k_quantize(cudaStream_t st, const float *x, int n_tok, int dim, const bn_qact *qa);
 /* n_jobs matrices of `cols` inputs sharing the activations a. */
 cudaError_t bn_k_ternary(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, int cols, const bn_qact *a, int n_tok);
@@ -55,6 +64,9 @@ cudaError_t bn_k_add(cudaStream_t st, float *x, const float *y, int64_t n);
 cudaError_t bn_k_attention(cudaStream_t st, const bn_kv_layer *kv, const bn_attn_shape *s, const float *q,
                            const float *k, const float *v, int n_tok, bn_pos pos, int n_split, int split_len,
                            float *ws, float *out);
+/* The same without the store (k and v already in the cache). */
+cudaError_t bn_k_attention_stored(cudaStream_t st, const bn_kv_layer *kv, const bn_attn_shape *s, const float *q,
+                                  int n_tok, bn_pos pos, int n_split, int split_len, float *ws, float *out);
 /* 1 when the attention kernels support this head size. */
 int bn_k_attention_supported(int head_dim);
 

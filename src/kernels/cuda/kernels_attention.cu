@@ -154,10 +154,19 @@ cudaError_t bn_k_attention(cudaStream_t st, const bn_kv_layer *kv, const bn_attn
                            float *ws, float *out) {
     int hd = s->head_dim;
     if (!bn_k_attention_supported(hd) || s->n_head % s->n_head_kv) return cudaErrorInvalidValue;
-    __half *K = (__half *)kv->k, *V = (__half *)kv->v;
-    k_kv_store<<<dim3(n_tok, s->n_head_kv), 128, 0, st>>>(k, v, K, V, s->n_head_kv, s->n_ctx, hd, pos);
+    k_kv_store<<<dim3(n_tok, s->n_head_kv), 128, 0, st>>>(k, v, (__half *)kv->k, (__half *)kv->v, s->n_head_kv,
+                                                          s->n_ctx, hd, pos);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return e;
+    return bn_k_attention_stored(st, kv, s, q, n_tok, pos, n_split, split_len, ws, out);
+}
+
+cudaError_t bn_k_attention_stored(cudaStream_t st, const bn_kv_layer *kv, const bn_attn_shape *s, const float *q,
+                                  int n_tok, bn_pos pos, int n_split, int split_len, float *ws, float *out) {
+    int hd = s->head_dim;
+    if (!bn_k_attention_supported(hd) || s->n_head % s->n_head_kv) return cudaErrorInvalidValue;
+    const __half *K = (const __half *)kv->k, *V = (const __half *)kv->v;
+    cudaError_t e;
     int G = s->n_head / s->n_head_kv, ngc = (G + ATT_GROUP - 1) / ATT_GROUP;
     float *po = ws, *pml = ws + (size_t)n_tok * s->n_head * n_split * hd;
     dim3 grid(n_split, s->n_head_kv * ngc, n_tok);

@@ -16,7 +16,7 @@ extern "C" {
 #include "format/ggml_types.h"
 }
 
-#define ROW_THREADS 256
+#define ROW_THREADS 512
 
 /* Reduces v over the block (blockDim.x a multiple of 32, <= 1024); every
  * thread gets the same result, combined in a fixed order. */
@@ -63,6 +63,71 @@ __device__ void quantize_row(const float *xt, int dim, int t, float amax, const 
     }
 }
 
+__device__ __forceinline__ float glu_one(float a, float u, int relu2) {
+    if (relu2) {
+        float r = a > 0.0f ? a : 0.0f;
+        return __fmul_rn(__fmul_rn(r, r), u);
+    }
+    return __fmul_rn(a / (1.0f + expf(-a)), u);
+}
+
+/* One block per row, the row held in registers (PER elements per thread,
+ * so memory is read once): optionally x = act(x)·u first (the GLU), then
+ * optionally RMSNorm with w, then optionally int8 quantization into qa.
+ * out receives the (GLU'd, normed) row; it may equal x. */
+template <int PER>
+__global__ void __launch_bounds__(ROW_THREADS)
+    k_row_fused(const float *x, const float *u, int relu2, const float *w, int dim, float eps, float *out, bn_qact qa,
+                int quant) {
+    __shared__ double shd[32];
+    __shared__ float shf[32];
+    __shared__ int shi[32];
+    int t = blockIdx.x;
+    const float *xt = x + (size_t)t * dim;
+    float v[PER];
+#pragma unroll
+    for (int k = 0; k < PER; k++) {
+        int i = threadIdx.x + k * ROW_THREADS;
+        v[k] = i < dim ? xt[i] : 0.0f;
+        if (u && i < dim) v[k] = glu_one(v[k], u[(size_t)t * dim + i], relu2);
+    }
+    if (w) {
+        double ss = 0.0;
+#pragma unroll
+        for (int k = 0; k < PER; k++) ss += (double)v[k] * (double)v[k];
+        ss = block_reduce(ss, op_sum(), shd);
+        float r = (float)(1.0 / sqrt(ss / dim + (double)eps));
+#pragma unroll
+        for (int k = 0; k < PER; k++) {
+            int i = threadIdx.x + k * ROW_THREADS;
+            if (i < dim) v[k] = __fmul_rn(__fmul_rn(v[k], r), w[i]);
+        }
+    }
+    float amax = 0.0f;
+#pragma unroll
+    for (int k = 0; k < PER; k++) {
+        int i = threadIdx.x + k * ROW_THREADS;
+        if (i < dim) out[(size_t)t * dim + i] = v[k];
+        amax = fmaxf(amax, fabsf(v[k]));
+    }
+    if (!quant) return;
+    amax = block_reduce(amax, op_max(), shf);
+    float s = 127.0f / fmaxf(amax, 1e-5f);
+    int sum = 0;
+#pragma unroll
+    for (int k = 0; k < PER; k++) {
+        int i = threadIdx.x + k * ROW_THREADS;
+        if (i < dim) {
+            int q = quant_one(v[k], s);
+            qa.q[(size_t)t * dim + i] = (int8_t)q;
+            sum += q;
+        }
+    }
+    sum = block_reduce(sum, op_sum(), shi);
+    if (threadIdx.x == 0) qa.scale[t] = s, qa.sum[t] = sum;
+}
+
+/* Any width: loops over the row in memory. */
 __global__ void k_rmsnorm(const float *x, const float *w, int dim, float eps, float *out, bn_qact qa, int quant) {
     __shared__ double shd[32];
     __shared__ float shf[32];
@@ -93,11 +158,27 @@ __global__ void k_quantize(const float *x, int dim, bn_qact qa) {
     quantize_row(xt, dim, blockIdx.x, amax, qa);
 }
 
+cudaError_t bn_k_row_fused(cudaStream_t st, const float *x, const float *u, int act, const float *w, int n_tok,
+                           int dim, float eps, float *out, const bn_qact *qa) {
+    bn_qact none = {NULL, NULL, NULL};
+    bn_qact q = qa ? *qa : none;
+    int relu2 = act == BN_GLU_RELU2, quant = qa != NULL;
+    if (dim <= 4 * ROW_THREADS)
+        k_row_fused<4><<<n_tok, ROW_THREADS, 0, st>>>(x, u, relu2, w, dim, eps, out, q, quant);
+    else if (dim <= 12 * ROW_THREADS)
+        k_row_fused<12><<<n_tok, ROW_THREADS, 0, st>>>(x, u, relu2, w, dim, eps, out, q, quant);
+    else if (dim <= 32 * ROW_THREADS)
+        k_row_fused<32><<<n_tok, ROW_THREADS, 0, st>>>(x, u, relu2, w, dim, eps, out, q, quant);
+    else if (!u && w)
+        k_rmsnorm<<<n_tok, ROW_THREADS, 0, st>>>(x, w, dim, eps, out, q, quant);
+    else
+        return cudaErrorInvalidValue;
+    return cudaGetLastError();
+}
+
 cudaError_t bn_k_rmsnorm(cudaStream_t st, const float *x, const float *w, int n_tok, int dim, float eps, float *out,
                          const bn_qact *qa) {
-    bn_qact none = {NULL, NULL, NULL};
-    k_rmsnorm<<<n_tok, ROW_THREADS, 0, st>>>(x, w, dim, eps, out, qa ? *qa : none, qa != NULL);
-    return cudaGetLastError();
+    return bn_k_row_fused(st, x, NULL, 0, w, n_tok, dim, eps, out, qa);
 }
 
 cudaError_t bn_k_quantize(cudaStream_t st, const float *x, int n_tok, int dim, const bn_qact *qa) {
@@ -148,6 +229,37 @@ __global__ void k_rope(float *x, int n_head, int head_dim, bn_pos pos, float the
         v[a] = __fsub_rn(__fmul_rn(x0, cs), __fmul_rn(x1, sn));
         v[b] = __fadd_rn(__fmul_rn(x0, sn), __fmul_rn(x1, cs));
     }
+}
+
+/* RoPE of q and k and the KV-cache store in one launch: block (t, h) rotates
+ * query head h (h < n_head) or key head h - n_head, which it also stores
+ * with its value row into the f16 cache at position pos + t. */
+__global__ void k_rope_qk_store(float *q, float *k, const float *v, int n_head, int n_kv, int head_dim, bn_pos pos,
+                                float theta, int neox, __half *K, __half *V, int n_ctx) {
+    int t = blockIdx.x, h = blockIdx.y, i = threadIdx.x, half = head_dim / 2;
+    if (i >= half) return;
+    int p = (pos.ptr ? *pos.ptr : pos.val) + t;
+    double ang = (double)p * pow((double)theta, -2.0 * i / head_dim);
+    float cs = (float)cos(ang), sn = (float)sin(ang);
+    int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
+    int is_k = h >= n_head, hh = is_k ? h - n_head : h;
+    float *row = is_k ? k + ((size_t)t * n_kv + hh) * head_dim : q + ((size_t)t * n_head + hh) * head_dim;
+    float x0 = row[a], x1 = row[b];
+    float y0 = __fsub_rn(__fmul_rn(x0, cs), __fmul_rn(x1, sn)), y1 = __fadd_rn(__fmul_rn(x0, sn), __fmul_rn(x1, cs));
+    row[a] = y0, row[b] = y1;
+    if (!is_k) return;
+    size_t dst = ((size_t)hh * n_ctx + p) * head_dim;
+    const float *vr = v + ((size_t)t * n_kv + hh) * head_dim;
+    K[dst + a] = __float2half_rn(y0), K[dst + b] = __float2half_rn(y1);
+    V[dst + a] = __float2half_rn(vr[a]), V[dst + b] = __float2half_rn(vr[b]);
+}
+
+cudaError_t bn_k_rope_qk_store(cudaStream_t st, float *q, float *k, const float *v, int n_tok, int n_head, int n_kv,
+                               int head_dim, bn_pos pos, float theta, int neox, void *K, void *V, int n_ctx) {
+    int threads = (head_dim / 2 + 31) / 32 * 32;
+    k_rope_qk_store<<<dim3(n_tok, n_head + n_kv), threads, 0, st>>>(q, k, v, n_head, n_kv, head_dim, pos, theta, neox,
+                                                                   (__half *)K, (__half *)V, n_ctx);
+    return cudaGetLastError();
 }
 
 cudaError_t bn_k_rope(cudaStream_t st, float *x, int n_tok, int n_head, int head_dim, bn_pos pos, float theta,
