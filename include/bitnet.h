@@ -50,8 +50,12 @@ typedef struct bitnet_error {
 /* A static English name for a status ("format error", ...). Never NULL. */
 const char *bitnet_status_string(bitnet_status status);
 
-/* "0.1.0" and the CPU features / backends compiled in, for diagnostics. */
+/* "0.1.0", the library version. */
 const char *bitnet_version(void);
+
+/* The CPU kernel level this process uses ("scalar", "avx2", "avx512",
+ * "neon", "neon_dotprod"), honouring BITNET_CPU. */
+const char *bitnet_cpu_kernels(void);
 
 /* ----------------------------------------------------------------- model -- */
 
@@ -61,6 +65,9 @@ typedef struct bitnet_model_params {
     size_t struct_size;   /* = sizeof(bitnet_model_params)                    */
     int use_mmap;         /* 1 (default): map the file, weights used in place  */
     int verbose;          /* 1: progress and load timings on stderr            */
+    const char *head_type;/* output head: NULL or "auto" = as stored; "q8_0" =
+                             int8 copy made at load (less memory traffic per
+                             token, a small quality cost: see docs/PERFORMANCE.md) */
 } bitnet_model_params;
 
 void bitnet_model_params_default(bitnet_model_params *params);
@@ -352,7 +359,8 @@ typedef struct bitnet_generate_stats {
                                 stopped the run is not counted)                  */
     double prompt_ms, generate_ms;
     double prompt_tok_s;     /* n_prompt / prompt time                           */
-    double generate_tok_s;   /* n_generated / time from the first to the last token */
+    double generate_tok_s;   /* n_generated / generate_ms (the token loop: every
+                                sample and every evaluation after the prompt's)  */
     bitnet_stop_reason stop;
     /* The last sampled token, which is NOT in the KV cache (every run ends on
      * a token that was sampled but not evaluated): the end-of-generation token,

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages bitnet.c needs to build and test, when missing.
 # Safe to run repeatedly; does nothing when everything is present.
+# `scripts/deps.sh --test` adds what the test suite needs beyond the build:
+# the aarch64 cross compiler and qemu-user, which run the NEON kernels' tests.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config python3 libcjson-dev libpcre2-dev libcmocka-dev)
+if [ "${1:-}" = "--test" ]; then
+  pkgs+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
+fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

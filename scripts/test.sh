@@ -4,6 +4,7 @@
 # hostile-input tests. This is what CI runs (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/deps.sh --test
 scripts/build.sh
 ctest --test-dir build --output-on-failure -j"$(nproc)"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DBITNET_SANITIZE=ON -DBITNET_CUDA=OFF >/dev/null

@@ -304,13 +304,19 @@ static int is_byte_token(const char *s) {
            strchr("0123456789ABCDEFabcdef", s[4]);
 }
 
+static size_t utf8_chars(const char *s) {
+    size_t n = 0;
+    for (; *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
 /* SentencePiece-style vocabularies keep scores, not merges: a token made by
  * merge number r gets score -r (earlier merges win, as BPE ranks do);
  * pieces no merge makes get a score below all of them. */
 static bitnet_status spm_scores(cv_vocab *v, const cJSON *vocab, bitnet_error *err) {
     for (int i = 0; i < v->n_tokens; i++) {
         if (is_byte_token(v->tokens[i]) && v->types[i] == TT_NORMAL) v->types[i] = TT_BYTE;
-        if (v->types[i] == TT_NORMAL && strlen(v->tokens[i]) > 1) v->scores[i] = -(float)v->n_merges - 1.0f;
+        if (v->types[i] == TT_NORMAL && utf8_chars(v->tokens[i]) > 1) v->scores[i] = -(float)v->n_merges - 1.0f;
     }
     for (int r = 0; r < v->n_merges; r++) {
         char *sp = strchr(v->merges[r], ' ');

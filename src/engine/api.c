@@ -1,5 +1,6 @@
 /* Library-wide public functions: status names and version. */
 #include "bitnet.h"
+#include "kernels/cpu/cpu_kernels.h"
 
 const char *bitnet_status_string(bitnet_status s) {
     switch (s) {
@@ -23,3 +24,5 @@ const char *bitnet_status_string(bitnet_status s) {
 const char *bitnet_version(void) {
     return STR(BITNET_VERSION_MAJOR) "." STR(BITNET_VERSION_MINOR) "." STR(BITNET_VERSION_PATCH);
 }
+
+const char *bitnet_cpu_kernels(void) { return bn_cpu_kernels_select()->name; }

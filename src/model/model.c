@@ -5,10 +5,36 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "format/ggml_quantize.h"
+#include "format/ggml_types.h"
 #include "format/gguf.h"
 #include "format/safetensors.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
+
+bitnet_status bn_model_convert_head(bitnet_model *m, const char *head_type, bitnet_error *err) {
+    if (!head_type || !strcmp(head_type, "auto")) return BITNET_OK;
+    if (strcmp(head_type, "q8_0"))
+        return bn_fail(err, BITNET_E_INVALID_ARG, "unknown output head type '%s' (use auto or q8_0)", head_type);
+    bn_dense *o = &m->output;
+    if (o->type == BN_GGML_Q8_0) return BITNET_OK;
+    uint64_t rb = bn_ggml_row_bytes(BN_GGML_Q8_0, o->cols);
+    if (!rb) return bn_fail(err, BITNET_E_UNSUPPORTED, "a q8_0 head needs rows of a multiple of 32 elements");
+    /* A tied head gets its own copy: the embedding lookup keeps the stored rows. */
+    uint8_t *q = bn_model_alloc(m, (size_t)(rb * (uint64_t)o->rows));
+    float *row = malloc((size_t)o->cols * sizeof *row);
+    if (!q || !row) {
+        free(row);
+        return bn_fail(err, BITNET_E_NOMEM, "out of memory for the q8_0 output head");
+    }
+    for (int64_t r = 0; r < o->rows; r++) {
+        bn_ggml_dequantize_row(o->type, o->data + r * o->row_bytes, row, o->cols, 0.0f);
+        bn_quantize_row(BN_GGML_Q8_0, row, q + r * rb, o->cols);
+    }
+    free(row);
+    *o = (bn_dense){.type = BN_GGML_Q8_0, .rows = o->rows, .cols = o->cols, .data = q, .row_bytes = rb};
+    return BITNET_OK;
+}
 
 bitnet_model *bn_model_new(void) {
     return calloc(1, sizeof(bitnet_model));
@@ -114,6 +140,7 @@ bitnet_status bitnet_model_load(const char *path, const bitnet_model_params *par
     if (!m) return bn_fail(err, BITNET_E_NOMEM, "out of memory");
     double t0 = now_ms();
     bitnet_status rc = S_ISDIR(st.st_mode) ? bn_load_hf(m, path, &p, err) : bn_load_gguf(m, path, &p, err);
+    if (rc == BITNET_OK) rc = bn_model_convert_head(m, p.head_type, err);
     /* Token ids from the tokenizer index the embedding: it must cover them all. */
     if (rc == BITNET_OK && m->tokenizer && bitnet_tokenizer_n_vocab(m->tokenizer) > m->hp.n_vocab)
         rc = bn_fail(err, BITNET_E_FORMAT, "the tokenizer has %d tokens but the model only %d embeddings",

@@ -102,6 +102,10 @@ int bn_arch_from_name(const char *name);
  * Loaders call it before describing tensors. */
 bitnet_status bn_hparams_validate(const bn_hparams *hp, bitnet_error *err);
 
+/* Replaces the output head by an int8 (Q8_0) copy when head_type is "q8_0";
+ * NULL/"auto" keeps it as stored. */
+bitnet_status bn_model_convert_head(bitnet_model *m, const char *head_type, bitnet_error *err);
+
 /* Format loaders. `path` is a .gguf file / a Hugging Face folder. */
 bitnet_status bn_load_gguf(bitnet_model *m, const char *path, const bitnet_model_params *p, bitnet_error *err);
 bitnet_status bn_load_hf(bitnet_model *m, const char *dir, const bitnet_model_params *p, bitnet_error *err);

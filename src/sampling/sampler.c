@@ -50,7 +50,8 @@ void bitnet_sampler_params_default(bitnet_sampler_params *p) {
 }
 
 static bitnet_status validate(const bitnet_sampler_params *p, bitnet_error *err) {
-    if (isnan(p->temperature)) return bn_fail(err, BITNET_E_INVALID_ARG, "temperature is NaN");
+    if (!isfinite(p->temperature))
+        return bn_fail(err, BITNET_E_INVALID_ARG, "temperature %g must be a finite number", (double)p->temperature);
     if (p->top_k < 0) return bn_fail(err, BITNET_E_INVALID_ARG, "top_k %d is negative", p->top_k);
     if (!(p->top_p >= 0.0f && p->top_p <= 1.0f))
         return bn_fail(err, BITNET_E_INVALID_ARG, "top_p %g is outside [0, 1]", (double)p->top_p);
@@ -277,6 +278,33 @@ static int top_p_all(bitnet_sampler *s, const float *e, int n_vocab, double z) {
     return mass_select(e, s->cand, n_vocab, target);
 }
 
+/* The top-k path: turns the k sorted candidates' logits into weights
+ * e = exp(w / T - wmax), then keeps the shortest prefix holding top_p of
+ * their mass. Returns the candidates kept. */
+static int weigh_top_k(bitnet_sampler *s, float *w, int n, float inv_t, float wmax) {
+    const int32_t *cand = s->cand;
+    double z = 0;
+    for (int i = 0; i < n; i++) z += w[cand[i]] = expf(w[cand[i]] * inv_t - wmax);
+    if (s->p.top_p >= 1.0f) return n;
+    double cum = 0, target = s->p.top_p * z;
+    int keep = 0;
+    while (keep < n) {
+        cum += w[cand[keep++]];
+        if (cum >= target) break;
+    }
+    return keep;
+}
+
+/* Without top-k: weights for the whole vocabulary, then top-p if asked.
+ * Writes s->cand; returns the candidates kept. */
+static int weigh_all(bitnet_sampler *s, float *w, int n_vocab, float inv_t, float wmax) {
+    double z = 0;
+    for (int i = 0; i < n_vocab; i++) z += w[i] = expf(w[i] * inv_t - wmax);
+    if (s->p.top_p < 1.0f) return top_p_all(s, w, n_vocab, z);
+    for (int32_t i = 0; i < n_vocab; i++) s->cand[i] = i;
+    return n_vocab;
+}
+
 int32_t bitnet_sampler_sample(bitnet_sampler *s, const float *logits, int n_vocab) {
     if (!s || !logits || n_vocab <= 0 || !grow_scratch(s, n_vocab)) return -1;
     const bitnet_sampler_params *p = &s->p;
@@ -295,29 +323,9 @@ int32_t bitnet_sampler_sample(bitnet_sampler *s, const float *logits, int n_voca
     /* Everything banned, or a tiny temperature overflowed: greedy is the limit. */
     if (!isfinite(wmax)) return best;
 
-    /* From here w holds weights e = exp(w / T - wmax) in [0, 1], the best one 1:
-     * for the top-k candidates only, or for every token. */
-    double z = 0;
-    if (use_top_k) {
-        for (int i = 0; i < n; i++) z += w[cand[i]] = expf(w[cand[i]] * inv_t - wmax);
-        if (p->top_p < 1.0f) {
-            double cum = 0, target = p->top_p * z;
-            int keep = 0;
-            while (keep < n) {
-                cum += w[cand[keep++]];
-                if (cum >= target) break;
-            }
-            n = keep;
-        }
-    } else {
-        for (int i = 0; i < n_vocab; i++) z += w[i] = expf(w[i] * inv_t - wmax);
-        if (p->top_p < 1.0f) {
-            n = top_p_all(s, w, n_vocab, z);
-        } else {
-            n = n_vocab;
-            for (int32_t i = 0; i < n_vocab; i++) cand[i] = i;
-        }
-    }
+    /* From here w holds weights in [0, 1] (the best token's is 1) for the
+     * candidates, which top-k and top-p have cut. */
+    n = use_top_k ? weigh_top_k(s, w, n, inv_t, wmax) : weigh_all(s, w, n_vocab, inv_t, wmax);
     /* min-p: p_i >= min_p · p_max, i.e. e_i >= min_p. Keeps the best (e = 1). */
     if (p->min_p > 0.0f) {
         int kept = 0;

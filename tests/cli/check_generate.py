@@ -9,7 +9,7 @@ the first step whose reference top-2 margin is below 0.5: past a near-tie two
 correct engines may diverge. top2_margin covers every position of all_ids; the
 margin deciding generated step i sits at index len(prompt_ids) - 1 + i.
 
-Usage: check_generate.py --bitnet BIN --kit ../shared/conformance [--model NAME ...]
+Usage: check_generate.py --bitnet BIN --kit ../shared/conformance [--model NAME ...] [--device D]
 Last line: "generate: PASS" or "generate: FAIL"."""
 import argparse, json, os, subprocess, sys, tempfile
 
@@ -33,9 +33,9 @@ def comparable_steps(case):
     return n
 
 
-def run_case(bitnet, path, case, out):
+def run_case(bitnet, path, case, out, device):
     cmd = [bitnet, "run", "-m", path, "-p", case["prompt"], "-n", str(N_PREDICT), "--temp", "0",
-           "--ignore-eos", "--ids-out", out]
+           "--ignore-eos", "--ids-out", out] + (["--device", device] if device else [])
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if r.returncode != 0:
         return f"exit {r.returncode}: {r.stderr.strip()[-300:]}"
@@ -61,6 +61,7 @@ def main():
     ap.add_argument("--bitnet", required=True)
     ap.add_argument("--kit", required=True)
     ap.add_argument("--model", action="append", help="kit model name (default: every one)")
+    ap.add_argument("--device", help="passed to bitnet run (default: its own, auto)")
     a = ap.parse_args()
     names = a.model or ["tiny-bitnet", "tiny-llama-ternary"]
     failures = checked = compared = 0
@@ -73,7 +74,7 @@ def main():
                 for k, case in enumerate(cases):
                     checked += 1
                     compared += comparable_steps(case)
-                    why = run_case(a.bitnet, path, case, out)
+                    why = run_case(a.bitnet, path, case, out, a.device)
                     if why:
                         bad.append(f"case {k} ({case['prompt'][:30]!r}): {why}")
                 failures += len(bad)

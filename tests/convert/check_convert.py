@@ -14,7 +14,9 @@
    an existing OUT is kept without --force.
 5. A float "master weights" checkpoint (tiny-bitnet's linears unpacked to bf16)
    converts to the same I2_S tensors as the kit's file, and passes conformance.
-6. gen-model writes loadable files (bitnet info) for a preset.
+6. gen-model writes loadable files (bitnet info) for a preset; with --tokenizer
+   the Llama 3 (byte-level) and Llama 2 (SentencePiece-style) tokenizer.json
+   become GGUF vocabularies that tokenize the kit's vectors exactly (a sample).
 Python 3 standard library only. The last line is "convert: PASS" or "convert: FAIL".
 """
 import argparse, json, os, shutil, struct, subprocess, sys
@@ -312,6 +314,24 @@ def gen_model(args):
           "gen-model: arch bitnet-b1.58, file_type 40")
 
 
+def tokenizer_vocab(args):
+    for name, n_vocab in (("llama3", 128256), ("llama2", 32000)):
+        out = os.path.join(args.work, f"gen-tok-{name}.gguf")
+        tj = os.path.join(args.kit, "..", "data", "tokenizers", name, "tokenizer.json")
+        r = run([args.bitnet, "gen-model", "custom", out, "--layers", "1", "--vocab", str(n_vocab), "--tokenizer", tj,
+                 "--force", "--quiet"])
+        if not check(r.returncode == 0, f"gen-model with the {name} tokenizer.json {r.stderr.strip()}"):
+            continue
+        vectors = json.load(open(os.path.join(args.kit, "tokenizer-vectors", f"{name}-vectors.json")))
+        vectors["cases"] = vectors["cases"][::8]  # a sample keeps the run short
+        sample = os.path.join(args.work, f"{name}-sample.json")
+        json.dump(vectors, open(sample, "w"))
+        r = run([sys.executable, os.path.join(args.kit, "tools", "check_tokenizer.py"), sample, "--", args.bitnet,
+                 "tokenize", "--tokenizer", out, "--no-bos", "--file", "{text}"])
+        last = (r.stdout.strip().splitlines() or ["(no output)"])[-1]
+        check("tokenizer: PASS" in last, f"{name} vocabulary written to GGUF tokenizes exactly: {last}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bitnet", required=True)
@@ -336,6 +356,7 @@ def main():
     master_variant(args)
     damaged_inputs(args)
     gen_model(args)
+    tokenizer_vocab(args)
     print(f"convert: {'PASS' if not FAILS else 'FAIL'} ({len(FAILS)} failed)")
     sys.exit(1 if FAILS else 0)
 

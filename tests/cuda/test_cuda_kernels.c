@@ -177,7 +177,7 @@ static void test_quantize(void **state) {
         /* Row 0: max 127 gives s = 1, so k + 0.5 values are exact ties. */
         x[0] = 127.0f;
         for (int i = 1; i < dim && i < 40; i++) x[i] = (float)(i % 7) - 3.0f + 0.5f;
-        pair px = put2(f, x, n), pq = put2(f, NULL, n), ps = put2(f, NULL, n_tok * 4), pm = put2(f, NULL, n_tok * 4);
+        pair px = put2(f, x, n * sizeof *x), pq = put2(f, NULL, n), ps = put2(f, NULL, n_tok * 4), pm = put2(f, NULL, n_tok * 4);
         bn_qact qc = {pq.c, ps.c, pm.c}, qg = {pq.g, ps.g, pm.g};
         /* The reference rule itself (a CPU SIMD level could differ from it). */
         for (int t = 0; t < n_tok; t++)

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Builds the CPU kernel test for aarch64 with Debian's cross compiler and runs
+# Builds the CPU kernel and thread-pool tests for aarch64 with Debian's cross compiler and runs
 # it under qemu-user, twice: with a CPU model that has the dot-product
 # extension (every level runs) and with one that has not (dispatch must fall
 # back to plain NEON, and BITNET_CPU=neon_dotprod must be refused).
@@ -23,6 +23,7 @@ $CC $flags -march=armv8.2-a+dotprod -c "$k/kernels_neon_dotprod.c" -o "$out/kern
 $CC $flags -c "$src/src/format/ggml_types.c" -o "$out/ggml_types.o"
 $CC $flags -c "$src/tests/kernels/test_cpu_kernels.c" -o "$out/test_cpu_kernels.o"
 $CC -o "$out/test_cpu_kernels" "$out"/*.o -lm
+$CC $flags -o "$out/test_threadpool" "$src/tests/kernels/test_threadpool.c" "$k/threadpool.c" -lpthread
 
 # max: every feature qemu emulates, dot product included; cortex-a57: ARMv8.0, no dot product.
 log=$("$QEMU" -L "$SYSROOT" -cpu max "$out/test_cpu_kernels" 2>&1) || { echo "$log"; echo "neon_cross: FAIL (max)"; exit 1; }
@@ -31,4 +32,6 @@ echo "$log" | grep -q "kernel levels: scalar neon neon_dotprod$" || { echo "neon
 log=$("$QEMU" -L "$SYSROOT" -cpu cortex-a57 "$out/test_cpu_kernels" 2>&1) || { echo "$log"; echo "neon_cross: FAIL (cortex-a57)"; exit 1; }
 echo "$log"
 echo "$log" | grep -q "kernel levels: scalar neon neon_dotprod(unsupported here)$" || { echo "neon_cross: FAIL (dispatch without dot product)"; exit 1; }
+log=$("$QEMU" -L "$SYSROOT" "$out/test_threadpool" 2>&1) || { echo "$log"; echo "neon_cross: FAIL (thread pool)"; exit 1; }
+echo "$log"
 echo "neon_cross: PASS"

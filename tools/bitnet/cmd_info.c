@@ -24,6 +24,7 @@ static void print_hparams(const bitnet_model_info *i) {
     printf("ffn:           %s%s\n", i->ffn_act == BITNET_FFN_RELU2 ? "relu2" : "silu",
            i->has_sub_norms ? ", sub-norms" : "");
     printf("output head:   %s\n", i->tied_output ? "tied to token_embd" : "output.weight");
+    printf("cpu kernels:   %s\n", bitnet_cpu_kernels());
 }
 
 static void print_tokenizer(const bitnet_model *m) {

@@ -10,7 +10,8 @@
 static int usage(void) {
     printf("usage: bitnet logits [-m MODEL] (--ids 1,2,3 | -p TEXT) -o FILE [-t THREADS] [--no-bos] [--device D]\n"
            "  writes float32 little-endian logits [n_tokens x n_vocab] for every position\n"
-           "  --device auto|cpu|cuda|cuda:N   where to run (default auto)\n");
+           "  --device auto|cpu|cuda|cuda:N   where to run (default auto)\n"
+           "  --head auto|q8_0                output head as stored, or an int8 copy\n");
     return 0;
 }
 
@@ -34,7 +35,7 @@ static int write_floats(const char *path, const float *v, size_t n) {
 }
 
 int cmd_logits(int argc, char **argv) {
-    const char *model_path = NULL, *ids_arg = NULL, *prompt = NULL, *out = NULL, *device = NULL;
+    const char *model_path = NULL, *ids_arg = NULL, *prompt = NULL, *out = NULL, *device = NULL, *head = NULL;
     int threads = 0, add_bos = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -47,6 +48,7 @@ int cmd_logits(int argc, char **argv) {
         else if (!strcmp(a, "-t") && more) threads = atoi(argv[++i]);
         else if (!strcmp(a, "--no-bos")) add_bos = 0;
         else if (!strcmp(a, "--device") && more) device = argv[++i];
+        else if (!strcmp(a, "--head") && more) head = argv[++i];
         else return cli_error("logits", "unknown or incomplete option '%s' (see --help)", a);
     }
     if (!out) return cli_error("logits", "-o FILE is required");
@@ -56,7 +58,10 @@ int cmd_logits(int argc, char **argv) {
 
     bitnet_error err;
     bitnet_model *m = NULL;
-    if (bitnet_model_load(model_path, NULL, &m, &err) != BITNET_OK) return cli_error("logits", "%s", err.message);
+    bitnet_model_params mp;
+    bitnet_model_params_default(&mp);
+    mp.head_type = head;
+    if (bitnet_model_load(model_path, &mp, &m, &err) != BITNET_OK) return cli_error("logits", "%s", err.message);
     int32_t *ids = NULL;
     int n = ids_arg ? cli_parse_ids(ids_arg, &ids) : tokenize_prompt(m, prompt, add_bos, &ids);
     int rc = 1;

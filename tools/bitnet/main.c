@@ -15,6 +15,8 @@ static const command commands[] = {
     {"chat", cmd_chat, "talk with a model, one message per line (keeps the conversation cached)"},
     {"info", cmd_info, "describe a model: architecture, hyperparameters, tensors, tokenizer"},
     {"logits", cmd_logits, "write float32 logits for every position of a token sequence"},
+    {"bench", cmd_bench, "measure speed (prompt, generation, latency), memory and bandwidth; check regressions"},
+    {"perplexity", cmd_perplexity, "perplexity of a text or token sequences; KL divergence against a base model"},
     {"convert", cmd_convert, "write a model (HF folder or GGUF) as a GGUF file: i2_s, tq2_0, tq1_0, f16, f32"},
     {"gen-model", cmd_gen_model, "write a synthetic model with real shapes and random ternary weights"},
     {"tokenize", cmd_tokenize, "print the token ids of a text"},

@@ -6,6 +6,7 @@ typedef int bn_cuda_model_unused; /* keeps this unit non-empty without CUDA */
 
 #ifdef BITNET_HAVE_CUDA
 
+#include <pthread.h>
 #include <stdlib.h>
 
 #include "format/ggml_types.h"
@@ -66,13 +67,18 @@ static bitnet_status upload_model(bn_backend *be, bitnet_model *m, bitnet_error 
     return rc;
 }
 
+/* Serializes preparation: a context created while another one is still
+ * uploading the same model must wait for the weights, not see half of them. */
+static pthread_mutex_t prepare_lock = PTHREAD_MUTEX_INITIALIZER;
+
 bitnet_status bn_cuda_prepare_model(bn_backend *be, struct bitnet_model *m, bitnet_error *err) {
     int fresh = 0;
+    pthread_mutex_lock(&prepare_lock);
     bitnet_status rc = bn_cuda_weights_acquire(be, m, &fresh, err);
-    if (rc) return rc;
-    if (fresh) rc = upload_model(be, m, err);
+    if (!rc && fresh) rc = upload_model(be, m, err);
     if (!rc) rc = bn_cuda_reserve(be, m->hp.n_head, m->hp.head_dim, err);
     if (rc) bn_cuda_weights_release(be);
+    pthread_mutex_unlock(&prepare_lock);
     return rc;
 }
 

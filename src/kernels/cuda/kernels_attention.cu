@@ -67,6 +67,7 @@ __global__ void __launch_bounds__(ATT_CHUNK)
         if (tid < np) { /* 1. scores */
             const uint4 *kr = (const uint4 *)(Kh + (size_t)(c0 + tid) * hd);
             float acc[ATT_GROUP] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll 8
             for (int i8 = 0; i8 < hd / 8; i8++) {
                 uint4 u = kr[i8];
                 const __half2 *h2 = (const __half2 *)&u;
@@ -108,6 +109,7 @@ __global__ void __launch_bounds__(ATT_CHUNK)
             float a[ATT_GROUP];
 #pragma unroll
             for (int g = 0; g < ATT_GROUP; g++) a[g] = g < nh ? o[g][k] * s_a[g] : 0.0f;
+#pragma unroll 16
             for (int j = 0; j < np; j++) {
                 float v = __half2float(Vh[(size_t)(c0 + j) * hd + i]);
 #pragma unroll
@@ -127,15 +129,21 @@ __global__ void __launch_bounds__(ATT_CHUNK)
     }
 }
 
-__global__ void k_attn_combine(const float *po, const float *pml, int n_head, int hd, int n_split, float *out) {
+/* Merges the splits of each (token, head); only splits holding positions
+ * (those before pos + t + 1) are read. */
+__global__ void k_attn_combine(const float *po, const float *pml, int n_head, int hd, int n_split, int split_len,
+                               bn_pos pos, float *out) {
     int h = blockIdx.x, t = blockIdx.y;
+    int n = (pos.ptr ? *pos.ptr : pos.val) + t + 1, live = min(n_split, (n + split_len - 1) / split_len);
     size_t base = ((size_t)t * n_head + h) * n_split;
     float M = -INFINITY;
-    for (int s = 0; s < n_split; s++)
+#pragma unroll 8
+    for (int s = 0; s < live; s++)
         if (pml[2 * (base + s) + 1] > 0.0f) M = fmaxf(M, pml[2 * (base + s)]);
     for (int i = threadIdx.x; i < hd; i += blockDim.x) {
         float L = 0.0f, O = 0.0f;
-        for (int s = 0; s < n_split; s++) {
+#pragma unroll 8
+        for (int s = 0; s < live; s++) {
             float ls = pml[2 * (base + s) + 1];
             if (ls > 0.0f) {
                 float c = expf(pml[2 * (base + s)] - M);
@@ -174,6 +182,6 @@ cudaError_t bn_k_attention_stored(cudaStream_t st, const bn_kv_layer *kv, const 
     k_attn_partial<<<grid, ATT_CHUNK, smem, st>>>(q, K, V, s->n_head, s->n_head_kv, s->n_ctx, hd, pos, split_len,
                                                   n_split, po, pml);
     if ((e = cudaGetLastError()) != cudaSuccess) return e;
-    k_attn_combine<<<dim3(s->n_head, n_tok), 128, 0, st>>>(po, pml, s->n_head, hd, n_split, out);
+    k_attn_combine<<<dim3(s->n_head, n_tok), 128, 0, st>>>(po, pml, s->n_head, hd, n_split, split_len, pos, out);
     return cudaGetLastError();
 }

@@ -1,0 +1,271 @@
+/* bench_util.h: clock, signals, progress, process memory, CPU facts and the
+ * read-bandwidth probe. */
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench_util.h"
+
+double bench_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void bench_sleep_us(double us) {
+    if (us <= 0) return;
+    struct timespec ts = {(time_t)(us / 1e6), (long)((us - (double)(time_t)(us / 1e6) * 1e6) * 1e3)};
+    while (nanosleep(&ts, &ts) != 0 && !bench_interrupted()) {
+    }
+}
+
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig) {
+    (void)sig;
+    interrupted = 1;
+}
+
+void bench_signals_install(void) {
+    interrupted = 0;
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+}
+
+void bench_signals_restore(void) {
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+}
+
+int bench_interrupted(void) { return interrupted != 0; }
+
+static int progress_open = -1; /* -1: not yet known whether stderr is a terminal */
+static int progress_tty;
+
+void bench_progress(int final, const char *fmt, ...) {
+    if (progress_open < 0) {
+        progress_tty = isatty(STDERR_FILENO);
+        progress_open = 0;
+    }
+    if (!progress_tty && !final) return;
+    char line[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (progress_tty) {
+        fprintf(stderr, "\r%-78.78s", line);
+        progress_open = 1;
+    } else {
+        fprintf(stderr, "%s\n", line);
+    }
+    fflush(stderr);
+}
+
+void bench_progress_end(void) {
+    if (progress_open == 1) fputc('\n', stderr);
+    progress_open = progress_open < 0 ? -1 : 0;
+}
+
+/* Mapping headers start with "start-end perms": hex digits, then '-'. */
+static int is_map_header(const char *line) {
+    size_t hex = strspn(line, "0123456789abcdef");
+    return hex > 0 && line[hex] == '-';
+}
+
+/* Adds the "Rss:" lines of the mappings whose path starts with prefix. */
+static uint64_t mapped_rss(const char *prefix) {
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f) return 0;
+    char line[PATH_MAX + 256];
+    size_t plen = strlen(prefix);
+    int in_model = 0;
+    uint64_t total = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long long kb;
+        char *path = strchr(line, '/');
+        if (is_map_header(line)) {
+            in_model = path && !strncmp(path, prefix, plen);
+        } else if (in_model && sscanf(line, "Rss: %llu kB", &kb) == 1) {
+            total += (uint64_t)kb * 1024;
+        }
+    }
+    fclose(f);
+    return total;
+}
+
+int bench_read_mem(const char *model_path, bench_mem *out) {
+    memset(out, 0, sizeof *out);
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return 0;
+    char line[256];
+    unsigned long long kb;
+    while (fgets(line, sizeof line, f)) {
+        if (sscanf(line, "VmRSS: %llu kB", &kb) == 1) out->rss = (uint64_t)kb * 1024;
+        else if (sscanf(line, "VmHWM: %llu kB", &kb) == 1) out->peak_rss = (uint64_t)kb * 1024;
+    }
+    fclose(f);
+    char real[PATH_MAX];
+    if (model_path && realpath(model_path, real)) out->model_rss = mapped_rss(real);
+    return out->rss > 0;
+}
+
+int bench_physical_cores(void) {
+    long logical = sysconf(_SC_NPROCESSORS_ONLN);
+    if (logical < 1) logical = 1;
+    /* Hardware threads of one core share its memory bandwidth, which decode
+     * is bound by; the engine counts cores the same way. */
+    int smt = 1;
+    FILE *f = fopen("/sys/devices/system/cpu/cpu0/topology/thread_siblings_list", "r");
+    if (f) {
+        char buf[64] = {0};
+        int a, b;
+        if (fgets(buf, sizeof buf, f)) {
+            if (sscanf(buf, "%d-%d", &a, &b) == 2 && b > a) smt = b - a + 1;
+            else if (strchr(buf, ',')) smt = 2;
+        }
+        fclose(f);
+    }
+    return logical / smt > 0 ? (int)(logical / smt) : 1;
+}
+
+uint64_t bench_llc_bytes(void) {
+    long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE), l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    if (l3 > 0) return (uint64_t)l3;
+    if (l2 > 0) return (uint64_t)l2;
+    return 32u << 20;
+}
+
+const char *bench_cpu_model(void) {
+    static char name[128] = "unknown";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return name;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        char *colon = strchr(line, ':');
+        if (!colon || (strncmp(line, "model name", 10) && strncmp(line, "Model", 5))) continue;
+        colon += 1 + strspn(colon + 1, " \t");
+        colon[strcspn(colon, "\n")] = '\0';
+        if (*colon) snprintf(name, sizeof name, "%s", colon);
+        break;
+    }
+    fclose(f);
+    return name;
+}
+
+/* ------------------------------------------------------- bandwidth probe -- */
+
+typedef struct probe_slice {
+    const uint64_t *p;
+    size_t n;
+    uint64_t sum;
+} probe_slice;
+
+/* Eight independent sums so that loads are not serialised behind one
+ * dependency chain; the result is kept so the reads cannot be dropped. */
+static void *probe_read(void *arg) {
+    probe_slice *s = arg;
+    uint64_t a[8] = {0};
+    size_t i = 0;
+    for (; i + 8 <= s->n; i += 8)
+        for (int k = 0; k < 8; k++) a[k] += s->p[i + k];
+    for (; i < s->n; i++) a[0] += s->p[i];
+    s->sum = a[0] ^ a[1] ^ a[2] ^ a[3] ^ a[4] ^ a[5] ^ a[6] ^ a[7];
+    return NULL;
+}
+
+/* One pass: every thread reads its slice; returns the seconds or -1. */
+static double probe_pass(const uint64_t *buf, size_t words, int threads, uint64_t *sink) {
+    pthread_t tid[256];
+    probe_slice sl[256];
+    size_t per = words / (size_t)threads;
+    double t0 = bench_now();
+    int started = 0;
+    for (int i = 0; i < threads; i++) {
+        sl[i] = (probe_slice){buf + per * (size_t)i, i == threads - 1 ? words - per * (size_t)i : per, 0};
+        if (i > 0 && pthread_create(&tid[i], NULL, probe_read, &sl[i]) != 0) break;
+        started = i + 1;
+    }
+    if (started > 0) probe_read(&sl[0]);
+    for (int i = 1; i < started; i++) pthread_join(tid[i], NULL);
+    double dt = bench_now() - t0;
+    for (int i = 0; i < started; i++) *sink ^= sl[i].sum;
+    return started == threads ? dt : -1.0;
+}
+
+double bench_read_bandwidth(int threads, uint64_t bytes) {
+    if (threads < 1) threads = 1;
+    if (threads > 256) threads = 256;
+    size_t words = (size_t)(bytes / 8);
+    uint64_t *buf = malloc(words * 8);
+    if (!buf) return 0.0;
+    /* Distinct values: pages of zeros could be shared copies of one page. */
+    for (size_t i = 0; i < words; i++) buf[i] = i * 0x9E3779B97F4A7C15ull;
+    uint64_t sink = 0;
+    double best = 0.0;
+    for (int pass = 0; pass < 8 && !bench_interrupted(); pass++) {
+        double dt = probe_pass(buf, words, threads, &sink);
+        if (dt > 0 && (double)words * 8 / dt > best) best = (double)words * 8 / dt;
+    }
+    free(buf);
+    static volatile uint64_t keep;
+    keep = sink;
+    return best;
+}
+
+/* ------------------------------------------------------------ statistics -- */
+
+double bench_mean(const double *v, int n) {
+    double s = 0.0;
+    for (int i = 0; i < n; i++) s += v[i];
+    return n > 0 ? s / n : 0.0;
+}
+
+double bench_sd(const double *v, int n) {
+    if (n < 2) return 0.0;
+    double m = bench_mean(v, n), s = 0.0;
+    for (int i = 0; i < n; i++) s += (v[i] - m) * (v[i] - m);
+    return sqrt(s / (n - 1));
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double bench_percentile(double *v, int n, double pct) {
+    if (n <= 0) return 0.0;
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    int rank = (int)ceil(pct / 100.0 * n); /* nearest rank: 1..n */
+    return v[rank < 1 ? 0 : (rank > n ? n - 1 : rank - 1)];
+}
+
+char *bench_fmt_bytes(char *buf, size_t cap, double b) {
+    if (b >= 1024.0 * 1024 * 1024) snprintf(buf, cap, "%.2f GiB", b / (1024.0 * 1024 * 1024));
+    else if (b >= 1024.0 * 1024) snprintf(buf, cap, "%.1f MiB", b / (1024.0 * 1024));
+    else snprintf(buf, cap, "%.1f KiB", b / 1024.0);
+    return buf;
+}
+
+void bench_print_profile(FILE *f, const bitnet_profile *p, double sampling_s, double wall_s) {
+    double w = wall_s > 0 ? wall_s : 1e-12, accounted = 0.0;
+    fprintf(f, "  %-16s %10s %7s %10s\n", "operation", "seconds", "share", "calls");
+    for (int c = 0; c < BITNET_OP_COUNT; c++) {
+        fprintf(f, "  %-16s %10.4f %6.1f%% %10llu\n", bitnet_op_class_name((bitnet_op_class)c), p->seconds[c],
+                100.0 * p->seconds[c] / w, (unsigned long long)p->calls[c]);
+        accounted += p->seconds[c];
+    }
+    if (sampling_s >= 0) {
+        fprintf(f, "  %-16s %10.4f %6.1f%%\n", "sampling", sampling_s, 100.0 * sampling_s / w);
+        accounted += sampling_s;
+    }
+    /* Whatever no class covers: logits copies, the API's checks, the timer itself. */
+    fprintf(f, "  %-16s %10.4f %6.1f%%\n", "unaccounted", wall_s - accounted, 100.0 * (wall_s - accounted) / w);
+    fprintf(f, "  %-16s %10.4f %6.1f%%\n", "total", wall_s, 100.0);
+}
