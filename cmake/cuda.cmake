@@ -59,6 +59,9 @@ add_compile_definitions(BITNET_HAVE_CUDA)
 
 foreach(t bitnet_static bitnet_shared)
   target_sources(${t} PRIVATE $<TARGET_OBJECTS:bitnet_cuda_obj>)
+  # These targets were created before CUDA was enabled, so they did not pick
+  # up CMAKE_CUDA_ARCHITECTURES when it is set above rather than by the user.
+  set_target_properties(${t} PROPERTIES CUDA_ARCHITECTURES "${CMAKE_CUDA_ARCHITECTURES}")
 endforeach()
 # PRIVATE on a static library still passes the runtime on to whatever links
 # it (the CLI, the tests).

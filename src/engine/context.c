@@ -160,6 +160,10 @@ bitnet_status bitnet_eval(bitnet_context *c, const int32_t *tokens, int n_tokens
         int n = n_tokens - done < c->st.n_batch ? n_tokens - done : c->st.n_batch;
         bn_logits_want want = all ? BN_LOGITS_ALL : (done + n == n_tokens ? BN_LOGITS_LAST : BN_LOGITS_NONE);
         bn_forward(c->model, c->be, &c->st, tokens + done, n, c->n_past, want, all ? c->logits + (size_t)done * V : c->logits);
+        if (c->be->ops->status && (rc = c->be->ops->status(c->be, err)) != BITNET_OK) {
+            c->n_eval = 0; /* the logits are not valid */
+            return rc;
+        }
         c->n_past += n;
         done += n;
     }

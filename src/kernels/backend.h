@@ -74,6 +74,12 @@ typedef struct bn_backend_ops {
     /* Waits until queued work is done (optional: NULL for synchronous
      * backends). Used only when profiling, to time each operation. */
     void (*sync)(bn_backend *be);
+    /* Reports a failure of any operation since the backend was created
+     * (optional: NULL for backends whose operations cannot fail). Operations
+     * return nothing so that a device backend can queue them; a failed one
+     * makes the rest no-ops, and the context turns this status into the
+     * error of bitnet_eval. */
+    bitnet_status (*status)(bn_backend *be, bitnet_error *err);
 } bn_backend_ops;
 
 struct bn_backend {

@@ -146,7 +146,8 @@ bitnet_status bitnet_model_load(const char *path, const bitnet_model_params *par
         rc = bn_fail(err, BITNET_E_FORMAT, "the tokenizer has %d tokens but the model only %d embeddings",
                      bitnet_tokenizer_n_vocab(m->tokenizer), m->hp.n_vocab);
     if (rc != BITNET_OK) {
-        bn_err_prefix(err, "%s", path);
+        /* Readers name the file themselves; add it only where they did not. */
+        if (err && strncmp(err->message, path, strlen(path))) bn_err_prefix(err, "%s", path);
         bitnet_model_free(m);
         return rc;
     }

@@ -80,37 +80,53 @@ bitnet_status bn_ternary_from_f32(bitnet_model *m, const char *name, const float
     return BITNET_OK;
 }
 
-/* TQ1_0/TQ2_0 carry an fp16 scale per 256-block; ternary models have the same
- * scale in every block (all-zero blocks aside). The engine keeps one scale
- * per row, so blocks of one row that disagree cannot be represented. */
+/* TQ1_0/TQ2_0 carry an fp16 scale per 256-block (its last two bytes);
+ * ternary models have the same scale in every block (all-zero blocks aside).
+ * The engine keeps one scale per row, so blocks of one row that disagree
+ * cannot be represented. Rows are decoded to floats by the format's own
+ * decoder; a value's sign gives its code. */
 static bitnet_status repack_tq(bitnet_model *m, const char *name, uint32_t type, const uint8_t *data, int64_t rows,
                                int64_t cols, bn_ternary *out, bitnet_error *err) {
     uint8_t *codes = alloc_codes(m, name, rows, cols, err);
     float *row_scale = bn_model_alloc(m, (size_t)rows * sizeof(float));
-    if (!codes || !row_scale) return bn_fail(err, BITNET_E_NOMEM, "tensor '%s': out of memory", name);
+    float *vals = malloc((size_t)cols * sizeof(float));
+    if (!codes || !row_scale || !vals) {
+        free(vals);
+        return bn_fail(err, BITNET_E_NOMEM, "tensor '%s': out of memory", name);
+    }
     uint64_t row_bytes = bn_ggml_row_bytes(type, cols);
+    int block = bn_ggml_block_elems(type), block_bytes = bn_ggml_block_bytes(type);
+    float first = 0.0f; /* the first non-zero row scale */
     int uniform = 1;
-    for (int64_t r = 0; r < rows; r++) {
+    bitnet_status rc = BITNET_OK;
+    for (int64_t r = 0; r < rows && !rc; r++) {
         const uint8_t *row = data + r * row_bytes;
+        bn_ggml_dequantize_row(type, row, vals, cols, 0.0f);
         float rs = 0.0f;
-        for (int64_t k = 0; k < cols; k++) {
-            float d = 0.0f;
-            int c = bn_ternary_code(type, row, k, &d);
-            if (c > 2) return bn_fail(err, BITNET_E_FORMAT, "tensor '%s': invalid ternary code at row %lld", name, (long long)r);
-            if (c != 1) {
-                if (rs == 0.0f) rs = fabsf(d);
-                else if (fabsf(fabsf(d) - rs) > rs * 1e-3f)
-                    return bn_fail(err, BITNET_E_UNSUPPORTED,
-                                   "tensor '%s': row %lld mixes block scales %g and %g; bitnet.c needs one scale "
-                                   "per row for ternary weights", name, (long long)r, (double)rs, (double)d);
-                if (d < 0) c = 2 - c; /* a negative block scale flips the signs */
+        for (int64_t b = 0; b < cols / block && !rc; b++) {
+            uint16_t h;
+            memcpy(&h, row + (b + 1) * block_bytes - 2, 2);
+            float d = fabsf(bn_fp16_to_fp32(h));
+            int any = 0;
+            for (int64_t k = b * block; k < (b + 1) * block; k++) {
+                int c = vals[k] > 0.0f ? 2 : (vals[k] < 0.0f ? 0 : 1);
+                any |= c != 1;
+                put_code(codes, cols, r, k, c);
             }
-            put_code(codes, cols, r, k, c);
+            if (!any) continue;
+            if (rs == 0.0f) rs = d;
+            else if (fabsf(d - rs) > rs * 1e-3f)
+                rc = bn_fail(err, BITNET_E_UNSUPPORTED,
+                             "tensor '%s': row %lld mixes block scales %g and %g; bitnet.c needs one scale per row "
+                             "for ternary weights", name, (long long)r, (double)rs, (double)d);
         }
         row_scale[r] = rs;
-        if (r > 0 && rs != row_scale[0] && rs != 0.0f) uniform = 0;
+        if (rs != 0.0f && first == 0.0f) first = rs;
+        else if (rs != 0.0f && rs != first) uniform = 0;
     }
-    *out = (bn_ternary){.rows = rows, .cols = cols, .codes = codes, .scale = row_scale[0],
+    free(vals);
+    if (rc) return rc;
+    *out = (bn_ternary){.rows = rows, .cols = cols, .codes = codes, .scale = first,
                         .row_scale = uniform ? NULL : row_scale};
     return BITNET_OK;
 }

@@ -9,7 +9,10 @@
  *  - BN_TOK_SPM: SentencePiece-style BPE (GGUF model "llama", tokenizer.model,
  *    tokenizer.json BPE with byte_fallback). Spaces become U+2581, a space
  *    prefix may be added, the whole text is merged from UTF-8 characters, and
- *    what never becomes a token falls back to <0xNN> byte tokens.
+ *    what never becomes a token falls back to <0xNN> byte tokens. Files with
+ *    scores (GGUF, tokenizer.model) merge by score as sentencepiece does;
+ *    tokenizer.json has no scores and merges by its listed pairs, as HF does
+ *    (both reproduce sentencepiece's ids on the Llama 2 vectors).
  *
  * Invariants once a loader returns a tokenizer:
  *  1. tokens[0..n_vocab) all exist; ids without an entry in the file are

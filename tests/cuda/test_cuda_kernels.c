@@ -46,15 +46,13 @@ static double rel_l2(const float *a, const float *ref, size_t n) {
     return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
-static int is_gpu(const fixture *f, const bn_backend *be) { return be == f->gpu; }
-
 /* Backend memory holding a copy of n host bytes (NULL src: zeroed). */
 static void *put(const fixture *f, bn_backend *be, const void *src, size_t n) {
     void *p = be->ops->alloc(be, n);
     assert_non_null(p);
     if (!src) return p;
 #ifdef BITNET_HAVE_CUDA
-    if (is_gpu(f, be)) {
+    if (be == f->gpu) {
         bitnet_error err;
         assert_int_equal(bn_cuda_copy_to_device(be, p, src, n, &err), BITNET_OK);
         return p;
@@ -476,6 +474,7 @@ static void test_glu_add(void **state) {
     free(g), free(u), free(out);
 }
 
+#ifdef BITNET_HAVE_CUDA
 /* Logits of a prompt (every position) and of n_decode single-token steps. */
 static void run_model(const bitnet_model *m, bn_backend *be, const int32_t *tok, int n_prompt, int n_decode,
                       float *logits) {
@@ -489,12 +488,14 @@ static void run_model(const bitnet_model *m, bn_backend *be, const int32_t *tok,
                    logits + (size_t)(n_prompt + i) * V);
     bn_forward_state_free(&st, m, be);
 }
+#endif
 
 /* The whole forward pass: CPU vs GPU (prompt eager, decode replayed from a
  * captured graph), and graph vs no graph (identical kernels: equal bits). */
 static void test_forward(void **state) {
     fixture *f = *state;
     NEED_GPU(f);
+#ifdef BITNET_HAVE_CUDA
     const bn_hparams shapes[] = {
         {.n_vocab = 1003, .n_embd = 256, .n_layer = 2, .n_head = 4, .n_head_kv = 2, .head_dim = 64, .n_ff = 384,
          .n_ctx_train = 64, .rms_eps = 1e-5f, .rope_theta = 500000.0f, .rope_neox = 1, .has_sub_norms = 1,
@@ -535,6 +536,7 @@ static void test_forward(void **state) {
         assert_int_equal(bn_backend_cuda_create(&f->gpu, 0, &err), BITNET_OK);
         synth_model_free(&m);
     }
+#endif
 }
 
 int main(void) {

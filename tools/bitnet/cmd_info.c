@@ -33,8 +33,9 @@ static void print_tokenizer(const bitnet_model *m) {
         printf("tokenizer:     none\n");
         return;
     }
-    printf("tokenizer:     %d tokens, bos %d, eos %d\n", bitnet_tokenizer_n_vocab(t), bitnet_tokenizer_bos(t),
-           bitnet_tokenizer_eos(t));
+    char desc[512];
+    bitnet_tokenizer_describe(t, desc, sizeof desc);
+    printf("tokenizer:     %s\n", desc);
 }
 
 static void print_tensors(const bitnet_model *m) {

@@ -137,17 +137,17 @@ int cmd_tokenize(int argc, char **argv) {
     /* About one token per byte at most; retry with the exact count if not. */
     int cap = len < (size_t)INT32_MAX - 8 ? (int)len + 8 : INT32_MAX;
     int32_t *ids = NULL;
-    bitnet_status st = BITNET_E_INVALID_ARG;
-    for (int tries = 0; tries < 2 && st == BITNET_E_INVALID_ARG; tries++) {
+    bitnet_status ts = BITNET_E_INVALID_ARG;
+    for (int tries = 0; tries < 2 && ts == BITNET_E_INVALID_ARG; tries++) {
         free(ids);
         if (tries) cap = n;
         ids = malloc((size_t)cap * sizeof *ids);
         if (!ids) break;
-        st = bitnet_tokenize(h.tok, src, len, o.no_bos ? 0 : -1, !o.no_special, ids, cap, &n, &err);
-        if (st == BITNET_E_INVALID_ARG && n <= cap) break; /* a real argument error */
+        ts = bitnet_tokenize(h.tok, src, len, o.no_bos ? 0 : -1, !o.no_special, ids, cap, &n, &err);
+        if (ts == BITNET_E_INVALID_ARG && n <= cap) break; /* a real argument error */
     }
     if (!ids) cli_error("tokenize", "out of memory");
-    else if (st) cli_error("tokenize", "%s", err.message);
+    else if (ts) cli_error("tokenize", "%s", err.message);
     else rc = print_ids(h.tok, ids, n, o.pieces);
     free(ids);
     free(text);

@@ -773,6 +773,11 @@ static bitnet_status prepare_model(bn_backend *be, struct bitnet_model *m, bitne
     return bn_cuda_prepare_model(be, m, err);
 }
 
+static bitnet_status cu_status(bn_backend *be, bitnet_error *err) {
+    cuda_backend *c = cb_of(be);
+    return c->failed ? bn_fail(err, BITNET_E_DEVICE, "%s", c->message) : BITNET_OK;
+}
+
 static bn_backend_ops make_ops(void) {
     bn_backend_ops o;
     memset(&o, 0, sizeof o);
@@ -792,6 +797,7 @@ static bn_backend_ops make_ops(void) {
     o.glu = cu_glu;
     o.add = cu_add;
     o.to_host = cu_to_host;
+    o.status = cu_status;
     return o;
 }
 
