@@ -110,7 +110,8 @@ int gen_opts_parse(gen_opts *o, const char *cmd, int argc, char **argv, int *i) 
         o->verbose = 1;
         return 1;
     }
-    int known = !strcmp(a, "-m") || !strcmp(a, "--device") || !strcmp(a, "--seed") || !strcmp(a, "--logit-bias");
+    int known = !strcmp(a, "-m") || !strcmp(a, "--device") || !strcmp(a, "--seed") || !strcmp(a, "--logit-bias") ||
+                !strcmp(a, "--head");
     for (size_t k = 0; k < sizeof int_opts / sizeof int_opts[0]; k++) known |= !strcmp(a, int_opts[k].name);
     for (size_t k = 0; k < sizeof float_opts / sizeof float_opts[0]; k++) known |= !strcmp(a, float_opts[k].name);
     if (!known) return 0;
@@ -121,6 +122,7 @@ int gen_opts_parse(gen_opts *o, const char *cmd, int argc, char **argv, int *i) 
     const char *v = argv[++*i];
     if (!strcmp(a, "-m")) o->model = v;
     else if (!strcmp(a, "--device")) o->device = v;
+    else if (!strcmp(a, "--head")) o->head = v;
     else if (!strcmp(a, "--seed")) {
         if (!parse_u64(v, &o->sp.seed) || o->sp.seed == BITNET_SEED_RANDOM)
             return bad_value(cmd, a, v, "a non-negative integer below 2^64-1");
@@ -146,6 +148,7 @@ void gen_opts_usage(FILE *f) {
                "  -c N                  context length in tokens (default: the model's)\n"
                "  -t N                  CPU threads (default: physical cores)\n"
                "  --device D            auto | cpu | cuda | cuda:N (default auto)\n"
+               "  --head auto|q8_0      output head as stored, or an int8 copy made at load\n"
                "  -v, --verbose         model, device and seed on stderr\n"
                "sampling:\n"
                "  --temp T              temperature; 0 = greedy (default 0.8)\n"
@@ -184,6 +187,7 @@ int gen_opts_open(const gen_opts *o, const char *cmd, bitnet_model **model, bitn
     bitnet_model_params mp;
     bitnet_model_params_default(&mp);
     mp.verbose = o->verbose;
+    mp.head_type = o->head;
     if (bitnet_model_load(path, &mp, model, &err) != BITNET_OK) return open_failed(cmd, err.message, model, ctx, smp);
     if (!bitnet_model_tokenizer(*model)) return open_failed(cmd, "the model has no tokenizer", model, ctx, smp);
     bitnet_context_params cp;

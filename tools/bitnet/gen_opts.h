@@ -15,6 +15,7 @@ typedef struct gen_opts {
     int n_ctx;                  /* -c; 0 = the model's training context */
     int n_threads;              /* -t; 0 = automatic */
     const char *device;         /* --device; NULL = auto */
+    const char *head;           /* --head; NULL = as stored */
     int n_predict;              /* -n; -1 = until the end */
     int verbose;                /* -v */
     bitnet_sampler_params sp;   /* --temp, --top-k, ... (sp.logit_bias = bias) */
