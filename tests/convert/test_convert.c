@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,31 +27,6 @@
 #define KIT BITNET_SHARED_DIR "/conformance"
 #define BITNET_HF KIT "/tiny-bitnet"
 #define LLAMA_HF KIT "/tiny-llama-ternary"
-
-static char dir[256];
-
-static int setup(void **state) {
-    (void)state;
-    snprintf(dir, sizeof dir, "/tmp/bitnet-test-convert-XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-static const char *path_in(const char *name) {
-    static char p[8][320];
-    static int k;
-    k = (k + 1) % 8;
-    snprintf(p[k], sizeof p[k], "%s/%s", dir, name);
-    return p[k];
-}
-
-static int exists(const char *p) { return access(p, F_OK) == 0; }
 
 static void convert(const char *src, const char *dst, bitnet_type wt, bitnet_type et) {
     bitnet_convert_params p;
@@ -178,7 +155,7 @@ static void test_hf_bitnet_every_type(void **state) {
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         char name[64];
         snprintf(name, sizeof name, "bitnet-%s.gguf", types[i].name);
-        const char *out = path_in(name);
+        const char *out = tu_path(name);
         convert(BITNET_HF, out, types[i].t, BITNET_TYPE_DEFAULT);
         bitnet_model *m = load(out);
         assert_string_equal(m->arch_name, "bitnet-b1.58");
@@ -188,9 +165,9 @@ static void test_hf_bitnet_every_type(void **state) {
     }
     bitnet_model_free(src);
     /* The kit's TQ files were packed by llama.cpp's quantizer: same bytes. */
-    same_gguf_tensors(path_in("bitnet-tq1_0.gguf"), KIT "/tiny-bitnet/gguf/tiny-bitnet-tq1_0.gguf", 1);
-    same_gguf_tensors(path_in("bitnet-tq2_0.gguf"), KIT "/tiny-bitnet/gguf/tiny-bitnet-tq2_0.gguf", 1);
-    same_gguf_tensors(path_in("bitnet-i2_s.gguf"), KIT "/tiny-bitnet/gguf/tiny-bitnet-i2_s.gguf", 1);
+    same_gguf_tensors(tu_path("bitnet-tq1_0.gguf"), KIT "/tiny-bitnet/gguf/tiny-bitnet-tq1_0.gguf", 1);
+    same_gguf_tensors(tu_path("bitnet-tq2_0.gguf"), KIT "/tiny-bitnet/gguf/tiny-bitnet-tq2_0.gguf", 1);
+    same_gguf_tensors(tu_path("bitnet-i2_s.gguf"), KIT "/tiny-bitnet/gguf/tiny-bitnet-i2_s.gguf", 1);
 }
 
 /* I2_S → TQ1_0 → TQ2_0 → I2_S: decoded weights bit-identical at every step,
@@ -198,8 +175,8 @@ static void test_hf_bitnet_every_type(void **state) {
 static void test_requantize_chain(void **state) {
     (void)state;
     const char *kit = KIT "/tiny-bitnet/gguf/tiny-bitnet-i2_s.gguf";
-    const char *tq1 = path_in("chain-tq1_0.gguf"), *tq2 = path_in("chain-tq2_0.gguf"),
-               *back = path_in("chain-i2_s.gguf");
+    const char *tq1 = tu_path("chain-tq1_0.gguf"), *tq2 = tu_path("chain-tq2_0.gguf"),
+               *back = tu_path("chain-i2_s.gguf");
     convert(kit, tq1, BITNET_TYPE_TQ1_0, BITNET_TYPE_DEFAULT);
     convert(tq1, tq2, BITNET_TYPE_TQ2_0, BITNET_TYPE_DEFAULT);
     convert(tq2, back, BITNET_TYPE_I2_S, BITNET_TYPE_DEFAULT);
@@ -221,7 +198,7 @@ static void test_requantize_chain(void **state) {
  * permuted for interleaved RoPE, like the kit's llama.cpp-made files. */
 static void test_hf_llama(void **state) {
     (void)state;
-    const char *out = path_in("llama-i2_s.gguf");
+    const char *out = tu_path("llama-i2_s.gguf");
     convert(LLAMA_HF, out, BITNET_TYPE_I2_S, BITNET_TYPE_DEFAULT);
     bitnet_model *m = load(out), *kit = load(KIT "/tiny-llama-ternary/gguf/tiny-llama-ternary-i2_s.gguf");
     assert_string_equal(m->arch_name, "llama");
@@ -230,7 +207,7 @@ static void test_hf_llama(void **state) {
     same_model(kit, m, 0);
     bitnet_model_free(m);
     bitnet_model_free(kit);
-    const char *tq = path_in("llama-tq2_0.gguf");
+    const char *tq = tu_path("llama-tq2_0.gguf");
     convert(LLAMA_HF, tq, BITNET_TYPE_TQ2_0, BITNET_TYPE_DEFAULT);
     m = load(tq);
     kit = load(KIT "/tiny-llama-ternary/gguf/tiny-llama-ternary-tq2_0.gguf");
@@ -238,7 +215,7 @@ static void test_hf_llama(void **state) {
     bitnet_model_free(m);
     bitnet_model_free(kit);
     /* GGUF llama → GGUF llama keeps the (already permuted) rows */
-    const char *again = path_in("llama-again.gguf");
+    const char *again = tu_path("llama-again.gguf");
     convert(out, again, BITNET_TYPE_TQ1_0, BITNET_TYPE_Q8_0);
     m = load(again);
     kit = load(out);
@@ -288,8 +265,8 @@ static void expect_clean_failure(const char *src, const char *dst) {
     assert_null(strchr(err.message, '\n'));
     char tmp[400];
     snprintf(tmp, sizeof tmp, "%s.tmp", dst);
-    assert_false(exists(dst));
-    assert_false(exists(tmp));
+    assert_false(tu_exists(dst));
+    assert_false(tu_exists(tmp));
 }
 
 static void test_corrupt_inputs(void **state) {
@@ -298,42 +275,42 @@ static void test_corrupt_inputs(void **state) {
     long size = file_size(kit);
     const long cuts[] = {0, 3, 100, size / 3, size - 1};
     for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
-        const char *bad = path_in("truncated.gguf");
+        const char *bad = tu_path("truncated.gguf");
         copy_prefix(kit, bad, cuts[i]);
-        expect_clean_failure(bad, path_in("out.gguf"));
+        expect_clean_failure(bad, tu_path("out.gguf"));
     }
     /* an HF folder with a truncated model.safetensors */
     char cmd[1024];
-    const char *hf = path_in("hf-bad");
+    const char *hf = tu_path("hf-bad");
     snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp '%s'/config.json '%s'/tokenizer.json '%s'/tokenizer_config.json '%s'/",
              hf, BITNET_HF, BITNET_HF, BITNET_HF, hf);
     assert_int_equal(system(cmd), 0);
     char st[400];
     snprintf(st, sizeof st, "%s/model.safetensors", hf);
     copy_prefix(BITNET_HF "/model.safetensors", st, file_size(BITNET_HF "/model.safetensors") / 2);
-    expect_clean_failure(hf, path_in("out.gguf"));
+    expect_clean_failure(hf, tu_path("out.gguf"));
     /* ... and one with a broken tokenizer.json */
     copy_prefix(BITNET_HF "/model.safetensors", st, -1);
     char tj[400];
     snprintf(tj, sizeof tj, "%s/tokenizer.json", hf);
     copy_prefix(BITNET_HF "/tokenizer.json", tj, 5000);
-    expect_clean_failure(hf, path_in("out.gguf"));
+    expect_clean_failure(hf, tu_path("out.gguf"));
     /* a source that does not exist, an output folder that does not exist */
-    expect_clean_failure(path_in("missing.gguf"), path_in("out.gguf"));
-    expect_clean_failure(kit, path_in("no/such/dir/out.gguf"));
+    expect_clean_failure(tu_path("missing.gguf"), tu_path("out.gguf"));
+    expect_clean_failure(kit, tu_path("no/such/dir/out.gguf"));
     /* a type the weights cannot take: TQ2_0 rows of 256 on a model whose rows
      * are 128-multiples only would fail; here, a bad embedding type */
     bitnet_convert_params p;
     bitnet_convert_params_default(&p);
     p.embd_type = BITNET_TYPE_TQ2_0;
     bitnet_error err;
-    assert_int_equal(bitnet_convert(kit, path_in("out.gguf"), &p, &err), BITNET_E_INVALID_ARG);
-    assert_false(exists(path_in("out.gguf")));
+    assert_int_equal(bitnet_convert(kit, tu_path("out.gguf"), &p, &err), BITNET_E_INVALID_ARG);
+    assert_false(tu_exists(tu_path("out.gguf")));
 }
 
 static void test_refuses_overwrite(void **state) {
     (void)state;
-    const char *out = path_in("keep.gguf");
+    const char *out = tu_path("keep.gguf");
     FILE *f = fopen(out, "wb");
     fputs("keep me", f);
     fclose(f);
@@ -354,5 +331,5 @@ int main(void) {
         cmocka_unit_test(test_hf_llama),             cmocka_unit_test(test_corrupt_inputs),
         cmocka_unit_test(test_refuses_overwrite),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tu_setup, tu_teardown);
 }

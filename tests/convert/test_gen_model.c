@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,29 +19,6 @@
 #include "bitnet.h"
 
 #define KIT BITNET_SHARED_DIR "/conformance"
-
-static char dir[256];
-
-static int setup(void **state) {
-    (void)state;
-    snprintf(dir, sizeof dir, "/tmp/bitnet-test-gen-XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-static const char *path_in(const char *name) {
-    static char p[4][320];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(p[k], sizeof p[k], "%s/%s", dir, name);
-    return p[k];
-}
 
 static bitnet_model *load(const char *path) {
     bitnet_model *m = NULL;
@@ -67,7 +46,7 @@ static void check_preset(const char *preset, const char *arch, int n_embd, int n
     assert_string_equal(p.arch, arch);
     p.n_layer = 1;
     p.n_vocab = 512;
-    const char *out = path_in("preset.gguf");
+    const char *out = tu_path("preset.gguf");
     gen(out, &p);
     bitnet_model *m = load(out);
     bitnet_model_info i;
@@ -126,7 +105,7 @@ static void test_3b(void **state) {
     p.n_layer = 1;
     p.n_vocab = 512;
     p.weight_type = BITNET_TYPE_TQ2_0;
-    const char *out = path_in("3b.gguf");
+    const char *out = tu_path("3b.gguf");
     assert_int_equal(bitnet_gen_model(out, &p, &err), BITNET_E_UNSUPPORTED);
     assert_non_null(strstr(err.message, "256"));
     assert_int_not_equal(access(out, F_OK), 0);
@@ -187,7 +166,7 @@ static void test_tiny_logits(void **state) {
         bitnet_gen_params_preset(&p, "custom", NULL);
         p.n_layer = 4;
         p.weight_type = types[k];
-        const char *out = path_in("tiny.gguf");
+        const char *out = tu_path("tiny.gguf");
         gen(out, &p);
         float *l = run_logits(out, nt, &nv);
         if (!ref) {
@@ -218,33 +197,21 @@ static void test_tiny_logits(void **state) {
 
 /* ------------------------------------------------------------ behaviour -- */
 
-static unsigned char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc(*n);
-    assert_int_equal(fread(b, 1, *n, f), *n);
-    fclose(f);
-    return b;
-}
-
 static void test_deterministic(void **state) {
     (void)state;
     bitnet_gen_params p;
     bitnet_gen_params_preset(&p, "custom", NULL);
-    const char *a = path_in("a.gguf"), *b = path_in("b.gguf");
+    const char *a = tu_path("a.gguf"), *b = tu_path("b.gguf");
     gen(a, &p);
     gen(b, &p);
     size_t na, nb;
-    unsigned char *da = slurp(a, &na), *db = slurp(b, &nb);
+    unsigned char *da = tu_read_file(a, &na), *db = tu_read_file(b, &nb);
     assert_int_equal(na, nb);
     assert_memory_equal(da, db, na);
     free(db);
     p.seed = 7;
     gen(b, &p);
-    db = slurp(b, &nb);
+    db = tu_read_file(b, &nb);
     assert_int_equal(na, nb);
     assert_memory_not_equal(da, db, na);
     free(da);
@@ -264,7 +231,7 @@ static void test_cancel_and_refuse(void **state) {
     int calls = 0;
     p.progress = cancel_after_3;
     p.progress_user = &calls;
-    const char *out = path_in("cancel.gguf");
+    const char *out = tu_path("cancel.gguf");
     char tmp[400];
     snprintf(tmp, sizeof tmp, "%s.tmp", out);
     assert_int_equal(bitnet_gen_model(out, &p, &err), BITNET_E_CANCELLED);
@@ -280,17 +247,17 @@ static void test_cancel_and_refuse(void **state) {
     /* bad shapes are refused up front */
     bitnet_gen_params_preset(&p, "custom", NULL);
     p.n_head_kv = 3;
-    assert_int_not_equal(bitnet_gen_model(path_in("bad.gguf"), &p, &err), BITNET_OK);
+    assert_int_not_equal(bitnet_gen_model(tu_path("bad.gguf"), &p, &err), BITNET_OK);
     bitnet_gen_params_preset(&p, "custom", NULL);
     p.arch = "gpt-j";
-    assert_int_equal(bitnet_gen_model(path_in("bad.gguf"), &p, &err), BITNET_E_INVALID_ARG);
+    assert_int_equal(bitnet_gen_model(tu_path("bad.gguf"), &p, &err), BITNET_E_INVALID_ARG);
     bitnet_gen_params_preset(&p, "custom", NULL);
     p.embd_type = BITNET_TYPE_Q6_K;
     p.n_embd = 128 * 3; /* not a multiple of 256 */
     p.n_head = 6;
     p.n_head_kv = 2;
-    assert_int_equal(bitnet_gen_model(path_in("bad.gguf"), &p, &err), BITNET_E_UNSUPPORTED);
-    assert_int_not_equal(access(path_in("bad.gguf"), F_OK), 0);
+    assert_int_equal(bitnet_gen_model(tu_path("bad.gguf"), &p, &err), BITNET_E_UNSUPPORTED);
+    assert_int_not_equal(access(tu_path("bad.gguf"), F_OK), 0);
 }
 
 /* A real tokenizer embedded (the kit's, with its side files). */
@@ -301,7 +268,7 @@ static void test_real_tokenizer(void **state) {
     p.n_vocab = 4096;
     p.tokenizer = KIT "/tiny-bitnet/tokenizer.json";
     p.embd_type = BITNET_TYPE_Q8_0;
-    const char *out = path_in("tok.gguf");
+    const char *out = tu_path("tok.gguf");
     gen(out, &p);
     bitnet_model *m = load(out);
     const bitnet_tokenizer *tok = bitnet_model_tokenizer(m);
@@ -325,5 +292,5 @@ int main(void) {
         cmocka_unit_test(test_tiny_logits),   cmocka_unit_test(test_deterministic),
         cmocka_unit_test(test_cancel_and_refuse), cmocka_unit_test(test_real_tokenizer),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tu_setup, tu_teardown);
 }

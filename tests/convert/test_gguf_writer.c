@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,36 +19,11 @@
 #include "format/gguf.h"
 #include "format/gguf_writer.h"
 
-static char dir[256];
-
-static int setup(void **state) {
-    (void)state;
-    snprintf(dir, sizeof dir, "/tmp/bitnet-test-writer-XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-static const char *path_in(const char *name) {
-    static char p[4][320];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(p[k], sizeof p[k], "%s/%s", dir, name);
-    return p[k];
-}
-
-static int exists(const char *p) { return access(p, F_OK) == 0; }
-
 static void assert_no_output(const char *p) {
     char tmp[400];
     snprintf(tmp, sizeof tmp, "%s.tmp", p);
-    assert_false(exists(p));
-    assert_false(exists(tmp));
+    assert_false(tu_exists(p));
+    assert_false(tu_exists(tmp));
 }
 
 /* ------------------------------------------------------------ round trip -- */
@@ -158,7 +135,7 @@ static const tdesc tdescs[] = {
 
 static void test_round_trip(void **state) {
     (void)state;
-    const char *out = path_in("rt.gguf");
+    const char *out = tu_path("rt.gguf");
     bn_gguf_writer *w = NULL;
     bitnet_error err;
     assert_int_equal(bn_gguf_writer_open(&w, out, 0, &err), BITNET_OK);
@@ -167,8 +144,8 @@ static void test_round_trip(void **state) {
         assert_int_equal(bn_gguf_writer_add_tensor(w, tdescs[i].name, tdescs[i].type, tdescs[i].n_dims, tdescs[i].ne), 0);
     assert_int_equal(bn_gguf_writer_tensor_bytes(w, 2), 128 * 3 / 4 + 32);
     assert_int_equal(bn_gguf_writer_begin_data(w), BITNET_OK);
-    assert_true(exists(bn_gguf_writer_tmp_path(w)));
-    assert_false(exists(out)); /* nothing at the final path until finish */
+    assert_true(tu_exists(bn_gguf_writer_tmp_path(w)));
+    assert_false(tu_exists(out)); /* nothing at the final path until finish */
     /* Data: byte i of tensor t = (t*37 + i*11) & 0xFF, written in odd chunks
      * that straddle tensor boundaries. */
     uint8_t all[1024];
@@ -179,10 +156,10 @@ static void test_round_trip(void **state) {
         assert_int_equal(bn_gguf_writer_write(w, all + off, total - off < 13 ? total - off : 13), BITNET_OK);
     assert_int_equal(bn_gguf_writer_finish(w), BITNET_OK);
     bn_gguf_writer_free(w);
-    assert_true(exists(out));
+    assert_true(tu_exists(out));
     char tmp[400];
     snprintf(tmp, sizeof tmp, "%s.tmp", out);
-    assert_false(exists(tmp));
+    assert_false(tu_exists(tmp));
 
     bn_gguf *g = NULL;
     assert_int_equal(bn_gguf_open(&g, out, 0, &err), BITNET_OK);
@@ -221,7 +198,7 @@ static bn_gguf_writer *start(const char *out, int overwrite) {
 
 static void test_abandoned_write_leaves_nothing(void **state) {
     (void)state;
-    const char *out = path_in("abandoned.gguf");
+    const char *out = tu_path("abandoned.gguf");
     bn_gguf_writer *w = start(out, 0);
     assert_int_equal(bn_gguf_writer_begin_data(w), BITNET_OK);
     float v[4] = {1, 2, 3, 4};
@@ -248,7 +225,7 @@ static void test_abandoned_write_leaves_nothing(void **state) {
 
 static void test_bad_metadata_is_sticky(void **state) {
     (void)state;
-    const char *out = path_in("sticky.gguf");
+    const char *out = tu_path("sticky.gguf");
     bn_gguf_writer *w = start(out, 0);
     assert_int_equal(bn_gguf_writer_set_u32(w, "k", 2), BITNET_E_INVALID_ARG); /* duplicate */
     assert_non_null(strstr(bn_gguf_writer_error(w)->message, "duplicate"));
@@ -274,7 +251,7 @@ static void test_bad_metadata_is_sticky(void **state) {
 
 static void test_overwrite_rules(void **state) {
     (void)state;
-    const char *out = path_in("existing.gguf");
+    const char *out = tu_path("existing.gguf");
     FILE *f = fopen(out, "wb");
     fputs("precious", f);
     fclose(f);
@@ -287,7 +264,7 @@ static void test_overwrite_rules(void **state) {
     assert_int_equal(stat(out, &st), 0);
     assert_int_equal(st.st_size, 8);
     /* created meanwhile: finish refuses rather than clobbers */
-    const char *late = path_in("late.gguf");
+    const char *late = tu_path("late.gguf");
     w = start(late, 0);
     bn_gguf_writer_begin_data(w);
     float v[8] = {0};
@@ -319,5 +296,5 @@ int main(void) {
         cmocka_unit_test(test_bad_metadata_is_sticky),
         cmocka_unit_test(test_overwrite_rules),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tu_setup, tu_teardown);
 }

@@ -14,29 +14,10 @@
 #include <unistd.h>
 
 #include "bitnet.h"
+#include "test_util.h"
 
 #define KIT BITNET_SHARED_DIR "/conformance"
 #define TINY_I2S KIT "/tiny-bitnet/gguf/tiny-bitnet-i2_s.gguf"
-
-static unsigned char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    *len = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc(*len);
-    assert_non_null(b);
-    assert_int_equal(fread(b, 1, *len, f), *len);
-    fclose(f);
-    return b;
-}
-
-static void write_file(const char *path, const void *data, size_t len) {
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(data, 1, len, f), len);
-    fclose(f);
-}
 
 /* Loads path; a failure must carry a non-empty one-line message. Returns the status. */
 static bitnet_status try_load(const char *path) {
@@ -90,9 +71,9 @@ static void test_missing_and_not_a_model(void **state) {
     assert_non_null(mkdtemp(dir));
     char path[256];
     snprintf(path, sizeof path, "%s/text.gguf", dir);
-    write_file(path, "hello, I am not a GGUF file at all", 34);
+    tu_write_file(path, "hello, I am not a GGUF file at all", 34);
     assert_int_not_equal(try_load(path), BITNET_OK);
-    write_file(path, "", 0);
+    tu_write_file(path, "", 0);
     assert_int_not_equal(try_load(path), BITNET_OK);
     assert_int_not_equal(try_load(dir), BITNET_OK); /* a folder without config.json */
     unlink(path);
@@ -102,14 +83,14 @@ static void test_missing_and_not_a_model(void **state) {
 static void test_truncated_gguf(void **state) {
     (void)state;
     size_t len;
-    unsigned char *data = read_file(TINY_I2S, &len);
+    unsigned char *data = tu_read_file(TINY_I2S, &len);
     char dir[] = "/tmp/bitnet-test-XXXXXX";
     assert_non_null(mkdtemp(dir));
     char path[256];
     snprintf(path, sizeof path, "%s/cut.gguf", dir);
     /* Every offset in the first 4 KiB of header, then 300 spread over the file. */
     for (size_t cut = 0; cut < len; cut += cut < 4096 ? 7 : len / 300) {
-        write_file(path, data, cut);
+        tu_write_file(path, data, cut);
         assert_int_not_equal(try_load(path), BITNET_OK);
     }
     unlink(path);
@@ -120,7 +101,7 @@ static void test_truncated_gguf(void **state) {
 static void test_bitflipped_gguf(void **state) {
     (void)state;
     size_t len;
-    unsigned char *data = read_file(TINY_I2S, &len);
+    unsigned char *data = tu_read_file(TINY_I2S, &len);
     unsigned char *copy = malloc(len);
     assert_non_null(copy);
     char dir[] = "/tmp/bitnet-test-XXXXXX";
@@ -136,7 +117,7 @@ static void test_bitflipped_gguf(void **state) {
         size_t at = (size_t)rand() % header;
         copy[at] ^= (unsigned char)(1u << (rand() % 8));
         if (i % 3 == 0) copy[(size_t)rand() % 64] = (unsigned char)rand();
-        write_file(path, copy, len);
+        tu_write_file(path, copy, len);
         (void)try_load(path);
     }
     unlink(path);
@@ -152,8 +133,8 @@ static void copy_kit_hf(const char *dir) {
         snprintf(src, sizeof src, "%s/tiny-bitnet/%s", KIT, files[i]);
         snprintf(dst, sizeof dst, "%s/%s", dir, files[i]);
         size_t len;
-        unsigned char *b = read_file(src, &len);
-        write_file(dst, b, len);
+        unsigned char *b = tu_read_file(src, &len);
+        tu_write_file(dst, b, len);
         free(b);
     }
 }
@@ -167,7 +148,7 @@ static void test_damaged_hf_folder(void **state) {
     char path[512];
     snprintf(path, sizeof path, "%s/config.json", dir);
     size_t clen;
-    unsigned char *cfg = read_file(path, &clen);
+    unsigned char *cfg = tu_read_file(path, &clen);
     const char *bad_configs[] = {
         "{", "[]", "{\"architectures\": [\"GPT2LMHeadModel\"]}",
         "{\"architectures\": [\"BitNetForCausalLM\"], \"hidden_act\": \"relu2\", \"vocab_size\": 4096}",
@@ -181,15 +162,15 @@ static void test_damaged_hf_folder(void **state) {
         "\"num_key_value_heads\": 2}",
     };
     for (size_t i = 0; i < sizeof bad_configs / sizeof bad_configs[0]; i++) {
-        write_file(path, bad_configs[i], strlen(bad_configs[i]));
+        tu_write_file(path, bad_configs[i], strlen(bad_configs[i]));
         assert_int_not_equal(try_load(dir), BITNET_OK);
     }
-    write_file(path, cfg, clen);
+    tu_write_file(path, cfg, clen);
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     size_t slen;
-    unsigned char *st = read_file(path, &slen);
+    unsigned char *st = tu_read_file(path, &slen);
     for (size_t cut = 0; cut < slen; cut += cut < 8192 ? 13 : slen / 100) {
-        write_file(path, st, cut);
+        tu_write_file(path, st, cut);
         assert_int_not_equal(try_load(dir), BITNET_OK);
     }
     free(st);
