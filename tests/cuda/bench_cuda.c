@@ -11,7 +11,8 @@
  * multi-sequence batching yet, so this is the weight-side proxy of batched
  * decode).
  *
- * usage: bench_cuda [--layers N] [--steps N] [--quick] */
+ * usage: bench_cuda [--layers N] [--steps N] [--quick] [--decode-only]
+ * (--decode-only: only the graph decode steps, for profilers) */
 #include <cuda_runtime.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,7 +99,13 @@ static double time_decode(bench *b, int pos0, int steps) {
     double t0 = now_s();
     for (int i = 0; i < steps; i++)
         bn_forward(&b->m, b->be, &b->st, b->tok + (i % 256), 1, pos0 + i, BN_LOGITS_LAST, b->logits);
-    return steps / (now_s() - t0);
+    double t = now_s() - t0;
+    bitnet_error err;
+    if (b->be->ops->status && b->be->ops->status(b->be, &err) != BITNET_OK) {
+        printf("decode FAILED: %s\n", err.message);
+        return -1.0;
+    }
+    return steps / t;
 }
 
 static int make_backend(bench *b, int graphs, int n_ctx, int n_batch) {
@@ -122,12 +129,13 @@ int main(int argc, char **argv) {
     bn_hparams hp = {.n_vocab = 128256, .n_embd = 2560, .n_layer = 30, .n_head = 20, .n_head_kv = 5, .head_dim = 128,
                      .n_ff = 6912, .n_ctx_train = 4096, .rms_eps = 1e-5f, .rope_theta = 500000.0f, .rope_neox = 1,
                      .has_sub_norms = 1, .ffn_act = BN_GLU_RELU2};
-    int steps = 256, quick = 0;
+    int steps = 256, quick = 0, decode_only = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--layers") && i + 1 < argc) hp.n_layer = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--quick")) quick = 1, steps = 32;
-        else return fprintf(stderr, "usage: bench_cuda [--layers N] [--steps N] [--quick]\n"), 2;
+        else if (!strcmp(argv[i], "--decode-only")) decode_only = 1;
+        else return fprintf(stderr, "usage: bench_cuda [--layers N] [--steps N] [--quick] [--decode-only]\n"), 2;
     }
     if (bn_cuda_device_count() == 0) return fprintf(stderr, "bench_cuda: no GPU\n"), 0;
     struct cudaDeviceProp prop;
@@ -150,6 +158,14 @@ int main(int argc, char **argv) {
     if (!make_backend(&b, 1, n_ctx, max_b)) return 1;
     printf("upload: %.2f s\n", now_s() - t0);
 
+    if (decode_only) { /* for profilers: only decode steps */
+        double t = time_decode(&b, 512, steps);
+        printf("decode batch 1 (graph): %.1f tok/s, %.3f ms/token\n", t, 1e3 / t);
+        drop_backend(&b);
+        synth_model_free(&b.m);
+        free(b.tok), free(b.logits);
+        return 0;
+    }
     double pp = time_forward(&b, 512, 0, BN_LOGITS_LAST, quick ? 2 : 5);
     printf("prefill pp512: %.1f ms, %.0f tok/s\n", pp * 1e3, 512 / pp);
 
@@ -176,6 +192,28 @@ int main(int argc, char **argv) {
     if (!make_backend(&b, 0, n_ctx, max_b)) return 1;
     double tg_ng = time_decode(&b, pos0, steps / 2);
     printf("decode batch 1 (no graph): %.1f tok/s, %.3f ms/token\n", tg_ng, 1e3 / tg_ng);
+    drop_backend(&b);
+
+    /* The decode optimizations one at a time (graph on): programmatic
+     * dependent launch, and the decode fusions (norm prologues in the
+     * matmuls, one-launch attention); a longer context. */
+    const char *vars[][2] = {{"BITNET_CUDA_PDL", "0"}, {"BITNET_CUDA_FUSE", "0"}, {"BITNET_CUDA_PDL", "0"}};
+    const char *names[] = {"PDL off", "fusions off", "PDL and fusions off"};
+    for (int v = 0; v < 3; v++) {
+        setenv(vars[v][0], vars[v][1], 1);
+        if (v == 2) setenv("BITNET_CUDA_FUSE", "0", 1);
+        int ok = make_backend(&b, 1, n_ctx, max_b);
+        unsetenv("BITNET_CUDA_PDL"), unsetenv("BITNET_CUDA_FUSE");
+        if (!ok) return 1;
+        double t = time_decode(&b, pos0, steps);
+        printf("decode batch 1 (graph, %s): %.1f tok/s, %.3f ms/token\n", names[v], t, 1e3 / t);
+        drop_backend(&b);
+    }
+    if (!make_backend(&b, 1, n_ctx, max_b)) return 1;
+    double tg_long = time_decode(&b, 3500, steps);
+    double kv_long = 2.0 * hp.n_layer * hp.n_head_kv * hp.head_dim * 2.0 * (3504 + steps / 2.0);
+    printf("decode batch 1 (graph) at positions 3500..%d: %.1f tok/s, %.3f ms/token (%.0f%% of its roofline)\n",
+           3504 + steps, tg_long, 1e3 / tg_long, 100.0 * (weights + kv_long) / bw * tg_long);
     drop_backend(&b);
 
     /* GPU time per kind of launch (graphs off; the backend prints it when destroyed). */

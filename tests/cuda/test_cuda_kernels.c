@@ -344,12 +344,28 @@ static void test_dense_converted(void **state) {
     float *x = malloc(n_tok * cols * 4), *y = malloc(n_tok * rows * 4);
     fill(x, (size_t)n_tok * cols, 1.0f, &f->rng);
     pair px = put2(f, x, n_tok * cols * 4), py = put2(f, NULL, n_tok * rows * 4);
-    f->cpu->ops->matmul_dense(f->cpu, &d, px.c, n_tok, py.c);
     f->gpu->ops->matmul_dense(f->gpu, &d, px.g, n_tok, py.g);
     get(f->gpu, y, py.g, n_tok * rows * 4);
-    assert_true(rel_l2(y, py.c, (size_t)n_tok * rows) < 2e-3);
+    /* Against the exact product with the dequantized weights (the CPU's own Q8_0
+     * path may quantize the activations too, which is a different rounding). */
+    float *ref = malloc((size_t)n_tok * rows * 4);
+    for (int t = 0; t < n_tok; t++)
+        for (int r = 0; r < rows; r++) {
+            double acc = 0.0;
+            for (int b = 0; b < cols / 32; b++) {
+                const uint8_t *blk = q8 + r * rb + b * 34;
+                uint16_t hd;
+                memcpy(&hd, blk, 2);
+                double dd = bn_fp16_to_fp32(hd);
+                for (int i = 0; i < 32; i++) acc += dd * (int8_t)blk[2 + i] * x[t * cols + b * 32 + i];
+            }
+            ref[t * rows + r] = (float)acc;
+        }
+    double e = rel_l2(y, ref, (size_t)n_tok * rows);
+    if (e >= 2e-3) fprintf(stderr, "dense Q8_0 (converted to F16): rel L2 vs exact %g\n", e);
+    assert_true(e < 2e-3);
     free2(f, px), free2(f, py);
-    free(x), free(y), free(q8), free((void *)src.data);
+    free(x), free(y), free(ref), free(q8), free((void *)src.data);
 }
 
 static void test_embed(void **state) {
@@ -518,6 +534,31 @@ static void test_forward(void **state) {
         double worst = 0;
         for (int i = 0; i < n; i++) worst = fmax(worst, rel_l2(lg + (size_t)i * V, lc + (size_t)i * V, V));
         fprintf(stderr, "forward %zu: worst per-position rel L2 GPU vs CPU %.3g\n", c, worst);
+        {
+            /* Where a difference comes from: the GPU without its decode fusions, the CPU's scalar kernels. */
+            bn_backend *gu, *cs;
+            setenv("BITNET_CUDA_FUSE", "0", 1);
+            assert_int_equal(bn_backend_cuda_create(&gu, 0, &err), BITNET_OK);
+            unsetenv("BITNET_CUDA_FUSE");
+            assert_int_equal(gu->ops->prepare_model(gu, &m, &err), BITNET_OK);
+            run_model(&m, gu, tok, n_prompt, n_decode, ln);
+            gu->ops->destroy(gu);
+            double wu = 0, wf = 0, ws = 0;
+            for (int i = 0; i < n; i++) {
+                wu = fmax(wu, rel_l2(ln + (size_t)i * V, lc + (size_t)i * V, V));
+                wf = fmax(wf, rel_l2(lg + (size_t)i * V, ln + (size_t)i * V, V));
+            }
+            setenv("BITNET_CPU", "scalar", 1);
+            assert_int_equal(bn_backend_cpu_create(&cs, 1, &err), BITNET_OK);
+            unsetenv("BITNET_CPU");
+            assert_int_equal(bn_backend_cpu_reserve(cs, 1 << 16, &err), BITNET_OK);
+            run_model(&m, cs, tok, n_prompt, n_decode, ln);
+            cs->ops->destroy(cs);
+            for (int i = 0; i < n; i++) ws = fmax(ws, rel_l2(ln + (size_t)i * V, lc + (size_t)i * V, V));
+            fprintf(stderr,
+                    "forward %zu: unfused GPU vs CPU %.3g, fused vs unfused GPU %.3g, CPU %s vs scalar CPU %.3g\n", c,
+                    wu, wf, bn_backend_cpu_kernels_name(f->cpu), ws);
+        }
         assert_true(worst < 2e-2);
         /* Same model, graphs off: a second backend shares the uploaded weights. */
         bn_backend *g2;
@@ -539,12 +580,284 @@ static void test_forward(void **state) {
 #endif
 }
 
+#ifdef BITNET_HAVE_CUDA
+/* Logits (last token of each call) of a prompt fed in chunks of n_batch,
+ * then of n_decode single-token steps: row 0 the prompt's, row 1 + i step
+ * i's. */
+static void run_long(const bitnet_model *m, bn_backend *be, const int32_t *tok, int n_ctx, int n_prompt, int n_batch,
+                     int n_decode, float *logits) {
+    bn_forward_state st;
+    bitnet_error err;
+    assert_int_equal(bn_forward_state_init(&st, m, be, n_ctx, n_batch, &err), BITNET_OK);
+    size_t V = (size_t)m->hp.n_vocab;
+    for (int p = 0; p < n_prompt; p += n_batch) {
+        int n = n_prompt - p < n_batch ? n_prompt - p : n_batch;
+        bn_forward(m, be, &st, tok + p, n, p, BN_LOGITS_LAST, logits);
+    }
+    for (int i = 0; i < n_decode; i++)
+        bn_forward(m, be, &st, tok + n_prompt + i, 1, n_prompt + i, BN_LOGITS_LAST, logits + (size_t)(1 + i) * V);
+    bn_forward_state_free(&st, m, be);
+}
+
+static bn_backend *gpu_with(const char *var, const char *val) {
+    bn_backend *g;
+    bitnet_error err;
+    setenv(var, val, 1);
+    assert_int_equal(bn_backend_cuda_create(&g, 0, &err), BITNET_OK);
+    unsetenv(var);
+    return g;
+}
+#endif
+
+#ifdef BITNET_HAVE_CUDA
+/* Copies n host bytes into existing backend memory (a GPU's or the CPU's). */
+static void upd(const fixture *f, bn_backend *be, void *dst, const void *src, size_t n) {
+    if (be == f->gpu || be != f->cpu) {
+        bitnet_error err;
+        assert_int_equal(bn_cuda_copy_to_device(be, dst, src, n, &err), BITNET_OK);
+    } else {
+        memcpy(dst, src, n);
+    }
+}
+#endif
+
+/* The decode fusions of the activation side into the ternary GEMV (one
+ * token, recorded after an embed): rmsnorm + quantize + two matmuls sharing
+ * it; GLU (relu², SiLU) [+ in-place sub-norm] + quantize + matmul + residual
+ * add; quantize + matmul + add. Against the same ops without the fusions
+ * (BITNET_CUDA_FUSE=0) bit for bit (quantized activations and their scale
+ * and sum, matmul outputs, residual, materialized norm), and against the CPU
+ * within float tolerance (a CPU SIMD level may round its norm differently). */
+static void test_decode_matmul(void **state) {
+    fixture *f = *state;
+    NEED_GPU(f);
+#ifdef BITNET_HAVE_CUDA
+    const int shapes[][2] = {/* rows, cols: CPL 1, 2, 3, 4 */ {1000, 384}, {1000, 2560}, {300, 5120}, {2560, 6912}};
+    bn_backend *gu = gpu_with("BITNET_CUDA_FUSE", "0");
+    bn_backend *be3[3] = {f->cpu, f->gpu, gu};
+    for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
+        int rows = shapes[c][0], cols = shapes[c][1];
+        bitnet_error err;
+        bn_dense d;
+        make_dense(&d, BN_GGML_F32, 4, cols, &f->rng);
+        bn_ternary w1, w2;
+        assert_true(synth_ternary(&w1, rows, cols, (int)(c % 2), &f->rng));
+        assert_true(synth_ternary(&w2, rows, cols, (int)((c + 1) % 2), &f->rng));
+        bn_vec nw;
+        assert_true(synth_vec(&nw, cols, &f->rng));
+        /* Uploaded once: both GPU backends share this process's device memory. */
+        assert_int_equal(bn_cuda_upload_dense(f->gpu, &d, &err), BITNET_OK);
+        assert_int_equal(bn_cuda_upload_ternary(f->gpu, &w1, &err), BITNET_OK);
+        assert_int_equal(bn_cuda_upload_ternary(f->gpu, &w2, &err), BITNET_OK);
+        assert_int_equal(bn_cuda_upload_vec(f->gpu, &nw, &err), BITNET_OK);
+        float *u = malloc((size_t)cols * 4), *r0 = malloc((size_t)rows * 4);
+        fill(u, cols, 2.0f, &f->rng), fill(r0, rows, 1.0f, &f->rng);
+        void *x[3], *xo[3], *uu[3], *r[3], *y1[3], *y2[3], *q[3], *sc[3], *sm[3];
+        /* host copies [backend][buffer] */
+        float *hy1[3], *hy2[3], *hr[3], *hxo[3], hs[3];
+        int32_t hsum[3];
+        int8_t *hq[3];
+        for (int b = 0; b < 3; b++) {
+            x[b] = put(f, be3[b], NULL, (size_t)cols * 4), xo[b] = put(f, be3[b], NULL, (size_t)cols * 4);
+            uu[b] = put(f, be3[b], u, (size_t)cols * 4), r[b] = put(f, be3[b], NULL, (size_t)rows * 4);
+            y1[b] = put(f, be3[b], NULL, (size_t)rows * 4), y2[b] = put(f, be3[b], NULL, (size_t)rows * 4);
+            q[b] = put(f, be3[b], NULL, (size_t)cols), sc[b] = put(f, be3[b], NULL, 4), sm[b] = put(f, be3[b], NULL, 4);
+            hy1[b] = malloc((size_t)rows * 4), hy2[b] = malloc((size_t)rows * 4), hr[b] = malloc((size_t)rows * 4);
+            hxo[b] = malloc((size_t)cols * 4), hq[b] = malloc((size_t)cols);
+        }
+        for (int v = 0; v < 4; v++) {
+            int32_t tok = v;
+            for (int b = 0; b < 3; b++) {
+                bn_backend *be = be3[b];
+                const bn_backend_ops *o = be->ops;
+                bn_qact qa = {q[b], sc[b], sm[b]};
+                upd(f, be, r[b], r0, (size_t)rows * 4);
+                o->embed(be, &d, &tok, 1, x[b]); /* GPU: starts a recorded step */
+                if (v == 0) {
+                    o->rmsnorm(be, x[b], &nw, 1, cols, 1e-5f, xo[b]);
+                    o->quantize(be, xo[b], 1, cols, &qa);
+                    o->matmul_ternary(be, &w1, &qa, 1, y1[b]);
+                    o->matmul_ternary(be, &w2, &qa, 1, y2[b]);
+                } else {
+                    if (v < 3) o->glu(be, x[b], uu[b], cols, v == 1 ? BN_GLU_RELU2 : BN_GLU_SILU);
+                    if (v == 1) o->rmsnorm(be, x[b], &nw, 1, cols, 1e-6f, x[b]);
+                    o->quantize(be, x[b], 1, cols, &qa);
+                    o->matmul_ternary(be, &w1, &qa, 1, y1[b]);
+                    o->add(be, r[b], y1[b], rows);
+                }
+                o->to_host(be, hq[b], q[b], (size_t)cols);
+                o->to_host(be, &hs[b], sc[b], 4);
+                o->to_host(be, &hsum[b], sm[b], 4);
+                o->to_host(be, hy1[b], y1[b], (size_t)rows * 4);
+                o->to_host(be, hy2[b], y2[b], (size_t)rows * 4);
+                o->to_host(be, hr[b], r[b], (size_t)rows * 4);
+                o->to_host(be, hxo[b], xo[b], (size_t)cols * 4);
+            }
+            /* fused (1) vs unfused (2): equal bits */
+            assert_memory_equal(hq[1], hq[2], (size_t)cols);
+            assert_memory_equal(&hs[1], &hs[2], 4);
+            assert_int_equal(hsum[1], hsum[2]);
+            double e;
+            if (v == 0) {
+                assert_memory_equal(hxo[1], hxo[2], (size_t)cols * 4);
+                assert_memory_equal(hy1[1], hy1[2], (size_t)rows * 4);
+                assert_memory_equal(hy2[1], hy2[2], (size_t)rows * 4);
+                e = fmax(rel_l2(hy1[1], hy1[0], rows), rel_l2(hy2[1], hy2[0], rows));
+            } else {
+                assert_memory_equal(hr[1], hr[2], (size_t)rows * 4);
+                e = rel_l2(hr[1], hr[0], rows);
+            }
+            if (e >= 1e-2) fprintf(stderr, "decode matmul %dx%d variant %d: rel L2 vs CPU %g\n", rows, cols, v, e);
+            assert_true(e < 1e-2);
+        }
+        for (int b = 0; b < 3; b++) {
+            bn_backend *be = be3[b];
+            void *bufs[] = {x[b], xo[b], uu[b], r[b], y1[b], y2[b], q[b], sc[b], sm[b]};
+            for (int i = 0; i < 9; i++) be->ops->free(be, bufs[i]);
+            free(hy1[b]), free(hy2[b]), free(hr[b]), free(hxo[b]), free(hq[b]);
+        }
+        free(u), free(r0);
+        free((void *)d.data), free((void *)nw.data);
+        free((void *)w1.codes), free((void *)w1.row_scale), free((void *)w2.codes), free((void *)w2.row_scale);
+    }
+    gu->ops->destroy(gu);
+#endif
+}
+
+/* The one-launch decode attention (RoPE + KV store + split attention +
+ * combine, recorded after an embed) against the unfused GPU kernels
+ * (BITNET_CUDA_FUSE=0: same f16 cache, other summation order) and the CPU,
+ * over steps that cross several 32-position splits; grouped-query shapes
+ * with 1 to 8 query heads per kv head, both RoPE layouts, head_dim 64..256. */
+static void test_decode_attention(void **state) {
+    fixture *f = *state;
+    NEED_GPU(f);
+#ifdef BITNET_HAVE_CUDA
+    const int shapes[][4] = {/* n_head, n_head_kv, head_dim, neox */ {12, 2, 96, 1}, {6, 6, 64, 0}, {20, 5, 128, 1},
+                             {8, 1, 256, 0}};
+    bn_backend *gu = gpu_with("BITNET_CUDA_FUSE", "0");
+    bn_backend *be3[3] = {f->cpu, f->gpu, gu};
+    bitnet_error err;
+    for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
+        bn_attn_shape s = {shapes[c][0], shapes[c][1], shapes[c][2], 300};
+        int neox = shapes[c][3];
+        float theta = neox ? 500000.0f : 10000.0f;
+        size_t kvb = (size_t)s.n_head_kv * s.head_dim * s.n_ctx * 2;
+        size_t nq = (size_t)s.n_head * s.head_dim, nk = (size_t)s.n_head_kv * s.head_dim;
+        int n_prompt = 70, n_max = 70;
+        bn_dense d[3];
+        bn_kv_layer kv[3];
+        void *bq[3], *bk[3], *bv[3], *bo[3], *dummy[3];
+        float *hq = malloc(nq * n_max * 4), *hk = malloc(nk * n_max * 4), *hv = malloc(nk * n_max * 4);
+        float *out[3];
+        for (int b = 0; b < 3; b++) {
+            make_dense(&d[b], BN_GGML_F32, 2, 8, &f->rng);
+            if (b) assert_int_equal(bn_cuda_upload_dense(be3[b], &d[b], &err), BITNET_OK);
+            kv[b].k = put(f, be3[b], NULL, kvb), kv[b].v = put(f, be3[b], NULL, kvb);
+            bq[b] = put(f, be3[b], NULL, nq * n_max * 4), bk[b] = put(f, be3[b], NULL, nk * n_max * 4);
+            bv[b] = put(f, be3[b], NULL, nk * n_max * 4), bo[b] = put(f, be3[b], NULL, nq * n_max * 4);
+            dummy[b] = put(f, be3[b], NULL, 8 * 4);
+            out[b] = malloc(nq * 4);
+        }
+        /* the prompt, eagerly (no RoPE: any keys do) */
+        fill(hq, nq * n_prompt, 2.0f, &f->rng), fill(hk, nk * n_prompt, 2.0f, &f->rng), fill(hv, nk * n_prompt, 1.0f, &f->rng);
+        for (int b = 0; b < 3; b++) {
+            upd(f, be3[b], bq[b], hq, nq * n_prompt * 4), upd(f, be3[b], bk[b], hk, nk * n_prompt * 4);
+            upd(f, be3[b], bv[b], hv, nk * n_prompt * 4);
+            be3[b]->ops->attention(be3[b], &kv[b], &s, bq[b], bk[b], bv[b], n_prompt, 0, bo[b]);
+        }
+        double e_fu = 0, e_cpu = 0;
+        for (int pos = n_prompt; pos < 165; pos++) {
+            fill(hq, nq, 2.0f, &f->rng), fill(hk, nk, 2.0f, &f->rng), fill(hv, nk, 1.0f, &f->rng);
+            for (int b = 0; b < 3; b++) {
+                bn_backend *be = be3[b];
+                int32_t tok = pos & 1;
+                upd(f, be, bq[b], hq, nq * 4), upd(f, be, bk[b], hk, nk * 4), upd(f, be, bv[b], hv, nk * 4);
+                be->ops->embed(be, &d[b], &tok, 1, dummy[b]); /* GPU: starts a recorded step */
+                be->ops->rope(be, bq[b], 1, s.n_head, s.head_dim, pos, theta, neox);
+                be->ops->rope(be, bk[b], 1, s.n_head_kv, s.head_dim, pos, theta, neox);
+                be->ops->attention(be, &kv[b], &s, bq[b], bk[b], bv[b], 1, pos, bo[b]);
+                be->ops->to_host(be, out[b], bo[b], nq * 4);
+            }
+            e_fu = fmax(e_fu, rel_l2(out[1], out[2], nq));
+            e_cpu = fmax(e_cpu, rel_l2(out[1], out[0], nq));
+        }
+        fprintf(stderr, "decode attention %d/%d heads, dim %d, neox %d: rel L2 vs unfused GPU %.3g, vs CPU %.3g\n",
+                s.n_head, s.n_head_kv, s.head_dim, neox, e_fu, e_cpu);
+        assert_true(e_fu < 1e-4);
+        assert_true(e_cpu < 3e-3);
+        for (int b = 0; b < 3; b++) {
+            bn_backend *be = be3[b];
+            be->ops->free(be, kv[b].k), be->ops->free(be, kv[b].v), be->ops->free(be, bq[b]);
+            be->ops->free(be, bk[b]), be->ops->free(be, bv[b]), be->ops->free(be, bo[b]), be->ops->free(be, dummy[b]);
+            free((void *)d[b].data), free(out[b]);
+        }
+        free(hq), free(hk), free(hv);
+    }
+    gu->ops->destroy(gu);
+#endif
+}
+
+/* Decode steps over several attention splits, with a head group of 6 query
+ * heads per kv head (two blocks per group) and head_dim 96: the one-launch
+ * decode attention and the norm-fused matmuls against the CPU, against
+ * themselves without graphs (equal bits), and against the unfused kernels
+ * (BITNET_CUDA_FUSE=0) past 8192 positions, where splits grow beyond 32
+ * positions (GPU only: the CPU would take too long). */
+static void test_decode_long(void **state) {
+    fixture *f = *state;
+    NEED_GPU(f);
+#ifdef BITNET_HAVE_CUDA
+    const bn_hparams hp = {.n_vocab = 301, .n_embd = 256, .n_layer = 2, .n_head = 12, .n_head_kv = 2, .head_dim = 96,
+                           .n_ff = 384, .n_ctx_train = 9000, .rms_eps = 1e-5f, .rope_theta = 10000.0f, .rope_neox = 1,
+                           .has_sub_norms = 1, .ffn_act = BN_GLU_RELU2};
+    bitnet_model m;
+    assert_true(synth_model_init(&m, &hp, 99));
+    bitnet_error err;
+    assert_int_equal(f->gpu->ops->prepare_model(f->gpu, &m, &err), BITNET_OK);
+    size_t V = (size_t)hp.n_vocab;
+    int n_tok = 8300;
+    int32_t *tok = malloc((size_t)n_tok * sizeof *tok);
+    for (int i = 0; i < n_tok; i++) tok[i] = (int32_t)(synth_rng(&f->rng) % V);
+    /* 1. CPU vs GPU: prompt 40, decode 90 steps (positions 40..129: 5 splits). */
+    int nd = 90;
+    float *lc = malloc((1 + nd) * V * 4), *lg = malloc((1 + nd) * V * 4), *ln = malloc((1 + nd) * V * 4);
+    run_long(&m, f->cpu, tok, 160, 40, 40, nd, lc);
+    run_long(&m, f->gpu, tok, 160, 40, 40, nd, lg);
+    double worst = 0;
+    for (int i = 0; i <= nd; i++) worst = fmax(worst, rel_l2(lg + i * V, lc + i * V, V));
+    fprintf(stderr, "decode long: worst per-step rel L2 GPU vs CPU %.3g\n", worst);
+    assert_true(worst < 2e-2);
+    bn_backend *g2 = gpu_with("BITNET_CUDA_GRAPH", "0");
+    assert_int_equal(g2->ops->prepare_model(g2, &m, &err), BITNET_OK);
+    run_long(&m, g2, tok, 160, 40, 40, nd, ln);
+    assert_memory_equal(ln, lg, (1 + nd) * V * 4);
+    g2->ops->destroy(g2);
+    /* 2. Fused vs unfused past 8192 positions. */
+    int np = 8250, nd2 = 6;
+    bn_backend *g3 = gpu_with("BITNET_CUDA_FUSE", "0");
+    assert_int_equal(g3->ops->prepare_model(g3, &m, &err), BITNET_OK);
+    run_long(&m, f->gpu, tok, 8400, np, 512, nd2, lg);
+    run_long(&m, g3, tok, 8400, np, 512, nd2, ln);
+    g3->ops->destroy(g3);
+    worst = 0;
+    for (int i = 0; i <= nd2; i++) worst = fmax(worst, rel_l2(lg + i * V, ln + i * V, V));
+    fprintf(stderr, "decode past 8192: worst per-step rel L2 fused vs unfused %.3g\n", worst);
+    assert_true(worst < 1e-3);
+    free(lc), free(lg), free(ln), free(tok);
+    f->gpu->ops->destroy(f->gpu);
+    assert_int_equal(bn_backend_cuda_create(&f->gpu, 0, &err), BITNET_OK);
+    synth_model_free(&m);
+#endif
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_missing_device), cmocka_unit_test(test_quantize), cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_ternary),        cmocka_unit_test(test_dense),    cmocka_unit_test(test_dense_converted),
         cmocka_unit_test(test_embed),          cmocka_unit_test(test_rope),     cmocka_unit_test(test_attention),
-        cmocka_unit_test(test_glu_add),        cmocka_unit_test(test_forward),
+        cmocka_unit_test(test_glu_add),        cmocka_unit_test(test_forward),  cmocka_unit_test(test_decode_long),
+        cmocka_unit_test(test_decode_matmul),  cmocka_unit_test(test_decode_attention),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -12,7 +12,14 @@
  *    tied head): decode tok/s (tg) and prompt tok/s (pp128) at THREADS
  *    threads, with the share of the roofline reached; and a 1M-parameter
  *    model's ms/token on one thread.
- * BITNET_CPU=level restricts sections 2 and 3 to one level. */
+ * BITNET_CPU=level restricts sections 2 and 3 to one level.
+ *
+ * Section 2 times with the thread's CPU time (CLOCK_THREAD_CPUTIME_ID), so
+ * that other processes on a shared machine do not distort kernel speeds;
+ * sections 1 and 3 use wall time. --reps N repeats the end-to-end decode and
+ * prompt runs N times and prints the median (default 3). --head q8_0 runs the
+ * end-to-end model with the opt-in int8 head (the F16 head quantized to Q8_0,
+ * as `--head q8_0` does at load). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +31,7 @@
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/kernels_ref.h"
 #include "kernels/cpu/threadpool.h"
+#include "format/ggml_quantize.h"
 #include "model/forward.h"
 #include "model/model.h"
 
@@ -32,6 +40,26 @@ static double now_s(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
+
+/* CPU time of the calling thread: single-thread kernel timings. */
+static double cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static int e2e_reps = 3;
+static int head_q8 = 0;
 
 static double min_time = 0.3; /* seconds per measurement */
 
@@ -104,11 +132,11 @@ typedef void (*ternary_fn)(const bn_ternary *, int64_t, int64_t, const bn_qact *
 static double time_ternary(ternary_fn f, const bn_ternary *w, const bn_qact *a, int n_tok, float *y) {
     f(w, 0, w->rows, a, n_tok, y, w->rows);
     int reps = 0;
-    double t0 = now_s(), t;
+    double t0 = cpu_s(), t;
     do {
         f(w, 0, w->rows, a, n_tok, y, w->rows);
         reps++;
-    } while ((t = now_s() - t0) < min_time);
+    } while ((t = cpu_s() - t0) < min_time);
     return t / reps;
 }
 
@@ -149,11 +177,11 @@ static void bench_dense(const bn_cpu_kernels *const *lv, int n_lv, uint32_t type
     for (int l = 0; l < n_lv; l++) {
         lv[l]->dense_gemm(&w, 0, rows, x, 1, y, rows, scratch);
         int reps = 0;
-        double t0 = now_s(), t;
+        double t0 = cpu_s(), t;
         do {
             lv[l]->dense_gemm(&w, 0, rows, x, 1, y, rows, scratch);
             reps++;
-        } while ((t = now_s() - t0) < min_time);
+        } while ((t = cpu_s() - t0) < min_time);
         t /= reps;
         if (l == 0) t_scalar = t;
         printf("dense   %-5s %-26s %5lldx%-5lld n_tok=1   %8.2f GB/s %8.1f GFLOP/s x%6.1f vs scalar\n", lv[l]->name,
@@ -172,11 +200,11 @@ static void bench_quantize(const bn_cpu_kernels *const *lv, int n_lv, int64_t n)
         float s;
         int32_t sum;
         int reps = 0;
-        double t0 = now_s(), t;
+        double t0 = cpu_s(), t;
         do {
             lv[l]->quantize_row_i8(x, n, q, &s, &sum);
             reps++;
-        } while ((t = now_s() - t0) < min_time / 3);
+        } while ((t = cpu_s() - t0) < min_time / 3);
         t /= reps;
         if (l == 0) t_scalar = t;
         printf("quantize %-5s n=%-6lld %8.2f GB/s (f32 in)  x%6.1f vs scalar\n", lv[l]->name, (long long)n,
@@ -192,6 +220,7 @@ typedef struct synth_model {
     uint8_t *codes;
     uint16_t *emb;
     float *ones;
+    uint8_t *head_q8; /* the Q8_0 head (--head q8_0) */
 } synth_model;
 
 /* A model with the given shape, random ternary weights, a tied F16 head and
@@ -238,8 +267,24 @@ static synth_model *synth_create(int n_vocab, int n_embd, int n_layer, int n_hea
     return s;
 }
 
+/* The opt-in int8 head: the tied F16 head quantized to Q8_0 (what
+ * bn_model_convert_head does at load); the embedding keeps the F16 rows. */
+static void synth_q8_head(synth_model *s) {
+    bn_dense *o = &s->m.output;
+    uint64_t rb = bn_ggml_row_bytes(BN_GGML_Q8_0, o->cols);
+    s->head_q8 = xalloc((size_t)(rb * (uint64_t)o->rows));
+    float *row = xalloc((size_t)o->cols * 4);
+    for (int64_t r = 0; r < o->rows; r++) {
+        bn_ggml_dequantize_row(o->type, o->data + r * o->row_bytes, row, o->cols, 0.0f);
+        bn_quantize_row(BN_GGML_Q8_0, row, s->head_q8 + r * rb, o->cols);
+    }
+    free(row);
+    *o = (bn_dense){.type = BN_GGML_Q8_0, .rows = o->rows, .cols = o->cols, .data = s->head_q8, .row_bytes = rb};
+    s->m.tied_output = 0;
+}
+
 static void synth_free(synth_model *s) {
-    free(s->codes), free(s->emb), free(s->ones), free(s->m.layers), free(s);
+    free(s->head_q8), free(s->codes), free(s->emb), free(s->ones), free(s->m.layers), free(s);
 }
 
 /* Bytes a decode step must read: every ternary weight, the head, the cache. */
@@ -247,7 +292,7 @@ static double decode_bytes(const synth_model *s) {
     const bn_hparams *hp = &s->m.hp;
     double E = hp->n_embd, Q = (double)hp->n_head * hp->head_dim, KV = (double)hp->n_head_kv * hp->head_dim,
            F = hp->n_ff;
-    return (Q * E * 2 + 2 * KV * E + 3 * F * E) / 4 * hp->n_layer + (double)hp->n_vocab * E * 2;
+    return (Q * E * 2 + 2 * KV * E + 3 * F * E) / 4 * hp->n_layer + (double)s->m.output.rows * s->m.output.row_bytes;
 }
 
 /* Where a decode step's time goes: all ternary matrices, then the head,
@@ -255,7 +300,7 @@ static double decode_bytes(const synth_model *s) {
 static void decode_parts(const synth_model *s, bn_backend *be, bn_forward_state *st) {
     const bn_hparams *hp = &s->m.hp;
     const bn_backend_ops *o = be->ops;
-    double tb = 0, hb = (double)hp->n_vocab * hp->n_embd * 2;
+    double tb = 0, hb = (double)s->m.output.rows * s->m.output.row_bytes;
     o->quantize(be, st->x, 1, hp->n_embd, &st->qa); /* valid activations for every width */
     o->quantize(be, st->g, 1, hp->n_ff, &st->qa);
     double t0 = now_s();
@@ -272,8 +317,8 @@ static void decode_parts(const synth_model *s, bn_backend *be, bn_forward_state 
     t0 = now_s();
     for (int rep = 0; rep < 3; rep++) o->matmul_dense(be, &s->m.output, st->xn, 1, st->logits);
     double th = (now_s() - t0) / 3;
-    printf("    decode parts: ternary layers %.1f ms (%.2f GB/s), F16 head %.1f ms (%.2f GB/s)\n", tt * 1e3,
-           tb / tt / 1e9, th * 1e3, hb / th / 1e9);
+    printf("    decode parts: ternary layers %.1f ms (%.2f GB/s), %s head %.1f ms (%.2f GB/s)\n", tt * 1e3,
+           tb / tt / 1e9, bn_ggml_type_name(s->m.output.type), th * 1e3, hb / th / 1e9);
 }
 
 static void bench_e2e(const char *name, synth_model *s, int threads, int n_gen, int n_prompt, double roofline_gbs) {
@@ -298,22 +343,38 @@ static void bench_e2e(const char *name, synth_model *s, int threads, int n_gen, 
     double pp = 0;
     if (n_prompt > 1) {
         bn_forward(&s->m, be, &st, toks, n_prompt, 0, BN_LOGITS_LAST, logits); /* warm-up */
-        double best = 1e30;
-        for (int rep = 0; rep < 2; rep++) {
+        double ts[32];
+        for (int rep = 0; rep < e2e_reps; rep++) {
             double t0 = now_s();
             bn_forward(&s->m, be, &st, toks, n_prompt, 0, BN_LOGITS_LAST, logits);
-            double t = now_s() - t0;
-            if (t < best) best = t;
+            ts[rep] = now_s() - t0;
         }
-        pp = n_prompt / best;
+        pp = n_prompt / median(ts, e2e_reps);
+        /* One more, profiled: where prompt time goes. */
+        bitnet_profile prof;
+        memset(&prof, 0, sizeof prof);
+        st.prof = &prof;
+        bn_forward(&s->m, be, &st, toks, n_prompt, 0, BN_LOGITS_LAST, logits);
+        st.prof = NULL;
+        const char *cls[BITNET_OP_COUNT] = {"ternary", "head", "attention", "norm+quant", "other"};
+        double tot = 0;
+        for (int i = 0; i < BITNET_OP_COUNT; i++) tot += prof.seconds[i];
+        printf("    pp%d profile (%.0f ms):", n_prompt, tot * 1e3);
+        for (int i = 0; i < BITNET_OP_COUNT; i++) printf(" %s %.0f%%", cls[i], 100 * prof.seconds[i] / tot);
+        printf("\n");
     }
-    /* Decode: one token at a time at positions 0.., logits every step. */
+    /* Decode: one token at a time at positions 0.., logits every step;
+     * the median of e2e_reps runs of n_gen tokens. */
     bn_forward(&s->m, be, &st, toks, 1, 0, BN_LOGITS_LAST, logits);
-    double t0 = now_s();
-    for (int i = 0; i < n_gen; i++) bn_forward(&s->m, be, &st, toks, 1, i, BN_LOGITS_LAST, logits);
-    double t = (now_s() - t0) / n_gen;
+    double tg[32];
+    for (int rep = 0; rep < e2e_reps; rep++) {
+        double t0 = now_s();
+        for (int i = 0; i < n_gen; i++) bn_forward(&s->m, be, &st, toks, 1, i, BN_LOGITS_LAST, logits);
+        tg[rep] = (now_s() - t0) / n_gen;
+    }
+    double t = median(tg, e2e_reps);
     double gb = decode_bytes(s) / 1e9;
-    printf("e2e %-10s %-6s threads=%d  tg: %7.2f tok/s  %8.3f ms/token  %6.2f GB/s", name, lvl, threads, 1 / t,
+    printf("e2e %-10s %-6s %s head threads=%d  tg: %7.2f tok/s  %8.3f ms/token  %6.2f GB/s", name, lvl, bn_ggml_type_name(s->m.output.type), threads, 1 / t,
            t * 1e3, gb / t);
     if (roofline_gbs > 0) printf(" = %4.0f%% of roofline (%.2f tok/s at %.2f GB/s)", 100 * gb / t / roofline_gbs,
                                  roofline_gbs / gb, roofline_gbs);
@@ -332,12 +393,17 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--no-e2e")) do_e2e = 0;
         else if (!strcmp(argv[i], "--no-kernels")) do_kernels = 0;
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) e2e_reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--head") && i + 1 < argc) head_q8 = !strcmp(argv[++i], "q8_0");
         else {
-            fprintf(stderr, "usage: bench_kernels [-t THREADS] [--quick] [--no-e2e] [--no-kernels]\n");
+            fprintf(stderr, "usage: bench_kernels [-t THREADS] [--quick] [--no-e2e] [--no-kernels] [--reps N] "
+                            "[--head f16|q8_0]\n");
             return 2;
         }
     }
     if (quick) min_time = 0.02;
+    if (e2e_reps < 1) e2e_reps = 1;
+    if (e2e_reps > 32) e2e_reps = 32;
     int n_all;
     const bn_cpu_kernels *const *all = bn_cpu_kernels_all(&n_all);
     const bn_cpu_kernels *lv[8];
@@ -374,6 +440,7 @@ int main(int argc, char **argv) {
         /* 2B4T: vocab 128256, 2560 wide, 30 layers, 20/5 heads, 6912 FFN. */
         synth_model *big = quick ? synth_create(32000, 2560, 4, 20, 5, 6912)
                                  : synth_create(128256, 2560, 30, 20, 5, 6912);
+        if (head_q8) synth_q8_head(big);
         bench_e2e(quick ? "2B4T-4L" : "2B4T", big, threads, quick ? 4 : 32, quick ? 16 : 128, bwt);
         synth_free(big);
         /* ~1M parameters: a 512 x 128 embedding and 5 layers 128 wide, FFN 352. */

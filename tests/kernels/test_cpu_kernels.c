@@ -198,34 +198,81 @@ static void check_dense(uint32_t type, int64_t rows, int64_t cols, int n_tok) {
     float *x = malloc((size_t)(n_tok * cols) * sizeof *x);
     fill(x, n_tok * cols, 1.0f);
     float *yr = calloc((size_t)(n_tok * rows), sizeof *yr), *yk = calloc((size_t)(n_tok * rows), sizeof *yk);
+    float *yq = calloc((size_t)(n_tok * rows), sizeof *yq);
     bn_dense_gemm_ref(&w, 0, rows, x, n_tok, yr, rows, tmp);
+    if (type == BN_GGML_Q8_0) {
+        /* The int8 head: activations quantized per 32-block. Its reference
+         * against the float one (quantization error, |Δ| ≲ 1/254 per term)... */
+        bn_dense_gemm_q8_0_ref(&w, 0, rows, x, n_tok, yq, rows, tmp);
+        for (int64_t r = 0; r < rows; r++) {
+            bn_ggml_dequantize_row(type, data + r * rb, tmp, cols, 0.0f);
+            for (int t = 0; t < n_tok; t++) {
+                float mag = 0.0f;
+                for (int64_t k = 0; k < cols; k++) mag += fabsf(tmp[k] * x[t * cols + k]);
+                if (!(rel_err(yq[t * rows + r], yr[t * rows + r], mag) < 8e-3f))
+                    fail_msg("q8_0 int8 reference cols=%lld y[%d][%lld] = %g, float reference %g", (long long)cols, t,
+                             (long long)r, yq[t * rows + r], yr[t * rows + r]);
+            }
+        }
+    }
     for (int l = 0; l < n_levels; l++) {
+        /* ...and every level that uses it (the scalar and x86 levels; NEON
+         * still converts Q8_0 weights to float) against that reference. */
+        const float *want = type == BN_GGML_Q8_0 && strncmp(levels[l]->name, "neon", 4) ? yq : yr;
+        memset(yk, 0, (size_t)(n_tok * rows) * sizeof *yk);
         levels[l]->dense_gemm(&w, 0, rows, x, n_tok, yk, rows, tmp);
         for (int64_t r = 0; r < rows; r++) {
             bn_ggml_dequantize_row(type, data + r * rb, tmp, cols, 0.0f);
             for (int t = 0; t < n_tok; t++) {
                 float mag = 0.0f;
                 for (int64_t k = 0; k < cols; k++) mag += fabsf(tmp[k] * x[t * cols + k]);
-                float e = rel_err(yk[t * rows + r], yr[t * rows + r], mag);
+                float e = rel_err(yk[t * rows + r], want[t * rows + r], mag);
                 if (!(e < 1e-5f))
-                    fail_msg("dense_gemm %s type %u rows=%lld cols=%lld: y[%d][%lld] = %g, want %g (rel %g)",
-                             levels[l]->name, type, (long long)rows, (long long)cols, t, (long long)r,
-                             yk[t * rows + r], yr[t * rows + r], e);
+                    fail_msg("dense_gemm %s type %u rows=%lld cols=%lld n_tok=%d: y[%d][%lld] = %g, want %g (rel %g)",
+                             levels[l]->name, type, (long long)rows, (long long)cols, n_tok, t, (long long)r,
+                             yk[t * rows + r], want[t * rows + r], e);
             }
         }
     }
-    free(data), free(tmp), free(x), free(yr), free(yk);
+    free(data), free(tmp), free(x), free(yr), free(yk), free(yq);
 }
 
 static void test_dense_gemm(void **state) {
     (void)state;
     const uint32_t types[] = {BN_GGML_F16, BN_GGML_Q8_0, BN_GGML_F32};
-    const int64_t cols[] = {32, 96, 136, 2560};
+    const int64_t cols[] = {32, 96, 136, 2560, 4160};
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
         for (size_t j = 0; j < sizeof cols / sizeof cols[0]; j++) {
             if (types[i] == BN_GGML_Q8_0 && cols[j] % 32) continue;
-            for (int n_tok = 1; n_tok <= 6; n_tok += 2) check_dense(types[i], 37, cols[j], n_tok);
+            for (int n_tok = 1; n_tok <= 7; n_tok++) check_dense(types[i], n_tok & 1 ? 37 : 6, cols[j], n_tok);
         }
+}
+
+/* The int8 head's activation quantizer: |q| ≤ 127, the block max maps to
+ * ±127, zero blocks give zeros, d·q reconstructs x within d/2. */
+static void test_quantize_q8_blocks(void **state) {
+    (void)state;
+    const int64_t n = 32 * 9;
+    float x[32 * 9], d[9];
+    int8_t q[32 * 9];
+    fill(x, n, 4.0f);
+    for (int j = 0; j < 32; j++) x[64 + j] = 0.0f;  /* an all-zero block */
+    x[100] = -9.0f;                                 /* a block whose max is negative */
+    for (int j = 0; j < 32; j++) x[160 + j] = 1e-38f * (float)(j - 16); /* subnormal-sized */
+    bn_quantize_row_q8_blocks_ref(x, n, q, d);
+    for (int64_t b = 0; b < n / 32; b++) {
+        int maxq = 0;
+        for (int j = 0; j < 32; j++) {
+            int v = q[b * 32 + j];
+            assert_true(v >= -127 && v <= 127);
+            if (abs(v) > maxq) maxq = abs(v);
+            if (b == 5) assert_int_equal(v, 0); /* max ≤ 1e-30: all zeros, no inf */
+            else assert_true(fabsf(d[b] * (float)v - x[b * 32 + j]) <= d[b] * 0.5001f);
+        }
+        assert_true(d[b] == 0.0f || maxq == 127 || b == 5);
+    }
+    assert_int_equal(q[100], -127);
+    assert_true(d[2] == 0.0f && q[70] == 0);
 }
 
 static void test_vector_helpers(void **state) {
@@ -290,6 +337,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_quantize_exact),   cmocka_unit_test(test_ternary_gemm_shapes),
         cmocka_unit_test(test_ternary_gemm_extremes), cmocka_unit_test(test_dense_gemm),
+        cmocka_unit_test(test_quantize_q8_blocks),
         cmocka_unit_test(test_vector_helpers),   cmocka_unit_test(test_select),
     };
     return cmocka_run_group_tests(tests, setup_levels, NULL);

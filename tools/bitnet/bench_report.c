@@ -23,9 +23,9 @@ static double roofline(const bench_row *w) {
 
 static void print_header(FILE *f, const bench_result *r) {
     char size[32];
-    fprintf(f, "model: %s (%s), %.2f M parameters, %s file; device %s; CPU %s; n_ctx %d\n", r->model_name, r->arch,
-            (double)r->n_params / 1e6, bench_fmt_bytes(size, sizeof size, (double)r->file_bytes), r->device, r->cpu,
-            r->n_ctx);
+    fprintf(f, "model: %s (%s), %.2f M parameters, %s file, head %s; device %s; CPU %s; n_ctx %d\n", r->model_name,
+            r->arch, (double)r->n_params / 1e6, bench_fmt_bytes(size, sizeof size, (double)r->file_bytes), r->head,
+            r->device, r->cpu, r->n_ctx);
     if (r->delay_us > 0) fprintf(f, "test hook: BITNET_TEST_DELAY_US=%g adds a sleep per token\n", r->delay_us);
     if (r->profiled) fprintf(f, "note: measured with --profile on (timing every operation costs a little)\n");
 }
@@ -50,10 +50,11 @@ static void print_row(FILE *f, const bench_row *w) {
 }
 
 static void print_memory(FILE *f, const bench_result *r) {
-    char a[32], b[32], c[32], d[32];
+    char a[32], b[32], c[32], d[32], e[48] = "";
     if (!r->peak_rss) return;
-    fprintf(f, "memory: peak RSS %s = mapped weights %s + KV cache %s (n_ctx %d) + base footprint %s\n",
-            bench_fmt_bytes(a, sizeof a, (double)r->peak_rss), bench_fmt_bytes(b, sizeof b, (double)r->model_rss),
+    if (r->head_copy) snprintf(e, sizeof e, " + int8 head %s", bench_fmt_bytes(c, sizeof c, (double)r->head_copy));
+    fprintf(f, "memory: peak RSS %s = mapped weights %s%s + KV cache %s (n_ctx %d) + base footprint %s\n",
+            bench_fmt_bytes(a, sizeof a, (double)r->peak_rss), bench_fmt_bytes(b, sizeof b, (double)r->model_rss), e,
             bench_fmt_bytes(c, sizeof c, (double)r->kv_bytes), r->n_ctx,
             bench_fmt_bytes(d, sizeof d, (double)r->base_footprint));
 }
@@ -81,14 +82,20 @@ static void print_bandwidth(FILE *f, const bench_result *r) {
             fprintf(f, "roofline: %s reads %.1f MB per token (weights + mean KV cache); at %.2f tok/s that is "
                        "%.2f GB/s\n", w->test, w->bytes_per_token / 1e6, w->tok_s_mean,
                     w->bytes_per_token * w->tok_s_mean / 1e9);
+            if (w->bytes_per_token < (double)r->llc_bytes)
+                fprintf(f, "note: that is less than the %s last-level cache: the weights can stay in cache, so "
+                           "the share of the memory bandwidth says little\n",
+                        bench_fmt_bytes(a, sizeof a, (double)r->llc_bytes));
             break;
         }
 }
 
 void bench_print_table(FILE *f, const bench_result *r) {
     print_header(f, r);
-    fprintf(f, "| test   | threads | batch | %20s | reps | ms/tok p50 | p95 | p99 | roofline |\n", "tok/s (mean ± sd)");
-    fprintf(f, "|--------|--------:|------:|---------------------:|-----:|---------:|---------:|---------:|---------:|\n");
+    fprintf(f, "| test   | threads | batch | %20s | reps | %8s | %8s | %8s | roofline |\n", "tok/s (mean ± sd)",
+            "p50 ms", "p95 ms", "p99 ms");
+    fprintf(f, "|--------|--------:|------:|---------------------:|-----:|---------:|---------:|---------:|"
+               "---------:|\n");
     for (int i = 0; i < r->n_rows; i++) print_row(f, &r->rows[i]);
     print_memory(f, r);
     print_bandwidth(f, r);
@@ -159,6 +166,7 @@ int bench_write_json(FILE *f, const bench_result *r) {
     cJSON_AddStringToObject(m, "path", r->model_path);
     cJSON_AddStringToObject(m, "name", r->model_name);
     cJSON_AddStringToObject(m, "arch", r->arch);
+    cJSON_AddStringToObject(m, "head", r->head);
     cJSON_AddNumberToObject(m, "params", (double)r->n_params);
     cJSON_AddNumberToObject(m, "file_bytes", (double)r->file_bytes);
     cJSON *mc = cJSON_AddObjectToObject(root, "machine");
@@ -168,9 +176,11 @@ int bench_write_json(FILE *f, const bench_result *r) {
     cJSON_AddNumberToObject(mem, "n_ctx", r->n_ctx);
     cJSON_AddNumberToObject(mem, "peak_rss", (double)r->peak_rss);
     cJSON_AddNumberToObject(mem, "mapped_weights", (double)r->model_rss);
+    cJSON_AddNumberToObject(mem, "head_copy", (double)r->head_copy);
     cJSON_AddNumberToObject(mem, "kv_cache", (double)r->kv_bytes);
     cJSON_AddNumberToObject(mem, "base_footprint", (double)r->base_footprint);
     cJSON_AddNumberToObject(root, "probe_bytes", (double)r->probe_bytes);
+    cJSON_AddNumberToObject(root, "llc_bytes", (double)r->llc_bytes);
     cJSON_AddNumberToObject(root, "test_delay_us", r->delay_us);
     cJSON_AddBoolToObject(root, "profiled", r->profiled);
     cJSON_AddBoolToObject(root, "interrupted", r->interrupted);
@@ -224,6 +234,8 @@ static void warn_mismatch(FILE *f, const cJSON *root, const bench_result *r) {
     if (num(m, "params") != (double)r->n_params || strcmp(str(m, "name"), r->model_name))
         fprintf(f, "warning: the baseline is for model '%s' (%.0f parameters), not this one\n", str(m, "name"),
                 num(m, "params"));
+    if (strcmp(str(m, "head"), r->head))
+        fprintf(f, "warning: the baseline ran with head '%s', this run with '%s'\n", str(m, "head"), r->head);
     if (strcmp(str(mc, "device"), r->device) || strcmp(str(mc, "cpu"), r->cpu))
         fprintf(f, "warning: the baseline ran on %s [%s], this run on %s [%s]\n", str(mc, "device"), str(mc, "cpu"),
                 r->device, r->cpu);

@@ -29,12 +29,13 @@ typedef struct bench_row {
 } bench_row;
 
 typedef struct bench_result {
-    const char *model_path, *model_name, *arch, *device, *cpu, *version;
+    const char *model_path, *model_name, *arch, *head, *cpu, *version;
+    char device[48];        /* bitnet_context_device: "cpu/avx2", "cuda:0" */
     int64_t n_params;
     uint64_t file_bytes;
     int n_ctx;
-    uint64_t peak_rss, model_rss, kv_bytes, base_footprint; /* 0 = unknown */
-    uint64_t probe_bytes;
+    uint64_t peak_rss, model_rss, head_copy, kv_bytes, base_footprint; /* 0 = unknown */
+    uint64_t probe_bytes, llc_bytes;
     double delay_us;        /* BITNET_TEST_DELAY_US in effect */
     int profiled, interrupted;
     bench_row *rows;

@@ -18,6 +18,7 @@
 #define CMD "bench"
 #define EXIT_REGRESSION 3
 #define EXIT_INTERRUPTED 130
+#define MAX_REPS 256
 
 typedef struct int_list {
     int32_t *v;
@@ -25,7 +26,7 @@ typedef struct int_list {
 } int_list;
 
 typedef struct bench_opts {
-    const char *model, *device, *baseline, *save_baseline;
+    const char *model, *device, *head, *baseline, *save_baseline;
     int_list pp, tg, batch, threads;
     int reps, profile, quiet, probe;
     int format; /* 0 table, 1 json, 2 csv */
@@ -43,6 +44,7 @@ static int usage(void) {
            "                        is not implemented yet: values > 1 are reported as skipped)\n"
            "  -r N                  repetitions of each test (default 3): mean ± sd\n"
            "  --device D            auto|cpu|cuda|cuda:N (default auto)\n"
+           "  --head auto|q8_0      output head as stored, or an int8 copy made at load\n"
            "  --json | --csv        print the result as JSON or CSV instead of a table\n"
            "  --profile             time per operation class (ternary matmuls, output head,\n"
            "                        attention, norms+quant, other, sampling) and its share\n"
@@ -88,6 +90,17 @@ static int defaults(bench_opts *o) {
            parse_list("-b", "1", 1, &o->batch) && parse_list("-t", cores, 1, &o->threads);
 }
 
+/* Options without a value; returns 1 when a was one. */
+static int flag(bench_opts *o, const char *a) {
+    if (!strcmp(a, "--json")) o->format = 1;
+    else if (!strcmp(a, "--csv")) o->format = 2;
+    else if (!strcmp(a, "--profile")) o->profile = 1;
+    else if (!strcmp(a, "--no-probe")) o->probe = 0;
+    else if (!strcmp(a, "-q")) o->quiet = 1;
+    else return 0;
+    return 1;
+}
+
 /* Returns 0 to go on, 1 after an error, 2 after --help. */
 static int parse_args(bench_opts *o, int argc, char **argv) {
     if (!defaults(o)) return 1;
@@ -95,21 +108,20 @@ static int parse_args(bench_opts *o, int argc, char **argv) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int ok = 1;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(), 2;
-        else if (!strcmp(a, "--json")) o->format = 1;
-        else if (!strcmp(a, "--csv")) o->format = 2;
-        else if (!strcmp(a, "--profile")) o->profile = 1;
-        else if (!strcmp(a, "--no-probe")) o->probe = 0;
-        else if (!strcmp(a, "-q")) o->quiet = 1;
-        else if (!v) return cli_error(CMD, "unknown or incomplete option '%s' (see --help)", a);
+        if (flag(o, a)) continue;
+        if (!v) return cli_error(CMD, "unknown or incomplete option '%s' (see --help)", a);
         else if (!strcmp(a, "-m")) o->model = v;
         else if (!strcmp(a, "--device")) o->device = v;
+        else if (!strcmp(a, "--head")) o->head = v;
         else if (!strcmp(a, "--baseline")) o->baseline = v;
         else if (!strcmp(a, "--save-baseline")) o->save_baseline = v;
         else if (!strcmp(a, "-p")) ok = parse_list(a, v, 0, &o->pp);
         else if (!strcmp(a, "-n")) ok = parse_list(a, v, 0, &o->tg);
         else if (!strcmp(a, "-b")) ok = parse_list(a, v, 1, &o->batch);
         else if (!strcmp(a, "-t")) ok = parse_list(a, v, 1, &o->threads);
-        else if (!strcmp(a, "-r")) ok = (o->reps = atoi(v)) >= 1 || (cli_error(CMD, "-r must be at least 1"), 0);
+        else if (!strcmp(a, "-r"))
+            ok = ((o->reps = atoi(v)) >= 1 && o->reps <= MAX_REPS) ||
+                 (cli_error(CMD, "-r must be 1 to %d", MAX_REPS), 0);
         else if (!strcmp(a, "--tolerance"))
             ok = parse_tolerance(v, &o->tolerance) || (cli_error(CMD, "bad --tolerance '%s' (e.g. 5%%)", v), 0);
         else return cli_error(CMD, "unknown option '%s' (see --help)", a);
@@ -197,8 +209,8 @@ static void profile_end(bench_run *b, bench_row *w) {
 
 /* ppN: N tokens evaluated in one call, from an empty cache. */
 static int run_pp(bench_run *b, bench_row *w) {
-    double tps[256];
-    int done = 0, reps = b->o->reps < 256 ? b->o->reps : 256;
+    double tps[MAX_REPS];
+    int done = 0, reps = b->o->reps;
     bitnet_error err;
     profile_begin(b, w);
     for (; done < reps && !bench_interrupted(); done++) {
@@ -254,8 +266,8 @@ static int gen_rep(bench_run *b, bench_row *w, double *lat, double *total) {
 /* tgN: N tokens one at a time from an empty cache. Latency percentiles cover
  * every timed token, including those of a repetition cut short by Ctrl-C. */
 static int run_tg(bench_run *b, bench_row *w) {
-    int reps = b->o->reps < 256 ? b->o->reps : 256, n_lat = 0;
-    double tps[256], *lat = malloc((size_t)reps * w->n_tokens * sizeof *lat);
+    int reps = b->o->reps, n_lat = 0;
+    double tps[MAX_REPS], *lat = malloc((size_t)reps * w->n_tokens * sizeof *lat);
     if (!lat) return cli_error(CMD, "out of memory"), -1;
     profile_begin(b, w);
     int partial = 0;
@@ -299,16 +311,38 @@ static uint64_t kv_bytes(const bitnet_model_info *mi, int n_ctx) {
     return 2ull * (uint64_t)mi->n_layer * (uint64_t)n_ctx * (uint64_t)mi->n_head_kv * (uint64_t)mi->head_dim * 2u;
 }
 
+static int is_embedding(const char *name) {
+    return !strcmp(name, "token_embd.weight") || !strcmp(name, "model.embed_tokens.weight");
+}
+
+static int is_output(const char *name) { return !strcmp(name, "output.weight") || !strcmp(name, "lm_head.weight"); }
+
+/* Bytes of the int8 (Q8_0: 34 bytes per 32 weights) head copy that
+ * --head q8_0 makes at load; 0 when there is none. */
+static uint64_t head_copy_bytes(const bitnet_model *m, const bitnet_model_info *mi, const char *head) {
+    if (!head || strcmp(head, "q8_0")) return 0;
+    bitnet_tensor_info ti;
+    for (int i = 0; i < bitnet_model_n_tensors(m); i++)
+        if (bitnet_model_tensor(m, i, &ti) && (mi->tied_output ? is_embedding(ti.name) : is_output(ti.name)) &&
+            !strcmp(ti.type, "Q8_0"))
+            return 0; /* stored as Q8_0 already: used in place */
+    return (uint64_t)mi->n_vocab * (uint64_t)(mi->n_embd / 32) * 34u;
+}
+
 /* Memory while the context is alive: base footprint = peak RSS − resident
- * weight pages of the model file − the KV cache (host memory only on a CPU). */
-static void measure_memory(bench_result *r, const bitnet_model_info *mi, int on_cpu) {
-    bench_mem m;
-    if (!bench_read_mem(r->model_path, &m)) return;
-    r->kv_bytes = kv_bytes(mi, r->n_ctx);
-    uint64_t kv = on_cpu ? r->kv_bytes : 0, used = m.model_rss + kv;
-    uint64_t base = m.peak_rss > used ? m.peak_rss - used : 0;
-    if (m.peak_rss > r->peak_rss) r->peak_rss = m.peak_rss;
-    if (m.model_rss > r->model_rss) r->model_rss = m.model_rss;
+ * pages of the model file − an int8 head copy − the KV cache (host memory
+ * only on a CPU). */
+static void measure_memory(bench_result *r, const bitnet_model *m, const char *head, int on_cpu) {
+    bitnet_model_info mi;
+    bitnet_model_get_info(m, &mi);
+    bench_mem mem;
+    if (!bench_read_mem(r->model_path, &mem)) return;
+    r->kv_bytes = kv_bytes(&mi, r->n_ctx);
+    r->head_copy = on_cpu ? head_copy_bytes(m, &mi, head) : 0;
+    uint64_t used = mem.model_rss + r->head_copy + (on_cpu ? r->kv_bytes : 0);
+    uint64_t base = mem.peak_rss > used ? mem.peak_rss - used : 0;
+    if (mem.peak_rss > r->peak_rss) r->peak_rss = mem.peak_rss;
+    if (mem.model_rss > r->model_rss) r->model_rss = mem.model_rss;
     if (base > r->base_footprint) r->base_footprint = base;
 }
 
@@ -341,13 +375,14 @@ static int run_all(bitnet_model *m, const bench_opts *o, bench_result *r, bench_
     bitnet_model_info mi;
     bitnet_model_get_info(m, &mi);
     for (int t = 0; t < o->threads.n && !bench_interrupted(); t++) {
-        int skip = 1;
-        for (int i = 0; i < r->n_rows; i++) skip &= r->rows[i].threads != o->threads.v[t] || r->rows[i].status == BENCH_SKIPPED;
-        if (skip) continue;
+        int todo = 0;
+        for (int i = 0; i < r->n_rows; i++)
+            todo |= r->rows[i].threads == o->threads.v[t] && r->rows[i].status != BENCH_SKIPPED;
+        if (!todo) continue;
         if (open_context(m, o, r->n_ctx, o->threads.v[t], &b->ctx)) return bitnet_context_free(b->ctx), -1;
-        r->device = bitnet_context_device(b->ctx);
+        snprintf(r->device, sizeof r->device, "%s", bitnet_context_device(b->ctx));
         int rc = run_rows_on(b, r, o->threads.v[t]);
-        measure_memory(r, &mi, !strncmp(r->device, "cpu", 3));
+        measure_memory(r, m, o->head, !strncmp(r->device, "cpu", 3));
         bitnet_context_free(b->ctx);
         b->ctx = NULL;
         if (rc) return -1;
@@ -358,15 +393,18 @@ static int run_all(bitnet_model *m, const bench_opts *o, bench_result *r, bench_
 /* ------------------------------------------------------------- roofline -- */
 
 /* Bytes a generated token reads: every tensor, except that an untied token
- * embedding is read one row at a time, plus the KV cache up to the token's
- * position (averaged over the run). */
-static double bytes_per_token(const bitnet_model *m, const bitnet_model_info *mi, int n_gen) {
-    double total = 0.0;
+ * embedding is read one row at a time and an int8 head copy replaces the
+ * stored head, plus the KV cache up to the token's position (averaged over
+ * the run). */
+static double bytes_per_token(const bitnet_model *m, const bitnet_model_info *mi, const char *head, int n_gen) {
+    double total = 0.0, copy = (double)head_copy_bytes(m, mi, head);
     bitnet_tensor_info ti;
     for (int i = 0; i < bitnet_model_n_tensors(m); i++) {
         if (!bitnet_model_tensor(m, i, &ti)) continue;
-        int embd = !strcmp(ti.name, "token_embd.weight") || !strcmp(ti.name, "model.embed_tokens.weight");
-        total += embd && !mi->tied_output ? (double)ti.n_bytes / mi->n_vocab : (double)ti.n_bytes;
+        int embd = is_embedding(ti.name), out = mi->tied_output ? embd : is_output(ti.name);
+        double bytes = out && copy > 0 ? copy : (double)ti.n_bytes;
+        if (embd && !mi->tied_output) total += (double)ti.n_bytes / mi->n_vocab; /* one row per token */
+        if (out || !embd) total += bytes;
     }
     return total + (double)kv_bytes(mi, 1) * (n_gen + 1) / 2.0;
 }
@@ -377,6 +415,7 @@ static void probe(const bitnet_model *m, const bench_opts *o, bench_result *r) {
     uint64_t llc = bench_llc_bytes(), size = llc * 8;
     size = size < (256u << 20) ? (256u << 20) : (size > (2ull << 30) ? (2ull << 30) : size);
     r->probe_bytes = size;
+    r->llc_bytes = llc;
     for (int t = 0; t < o->threads.n && !bench_interrupted(); t++) {
         double bw = 0.0;
         for (int i = 0; i < r->n_rows; i++) {
@@ -384,7 +423,7 @@ static void probe(const bitnet_model *m, const bench_opts *o, bench_result *r) {
             if (w->threads != o->threads.v[t] || !w->is_gen || w->reps == 0) continue;
             if (bw == 0.0) bw = bench_read_bandwidth(w->threads, size);
             w->read_bw = bw;
-            w->bytes_per_token = bytes_per_token(m, &mi, w->n_tokens);
+            w->bytes_per_token = bytes_per_token(m, &mi, o->head, w->n_tokens);
         }
     }
 }
@@ -404,7 +443,8 @@ static int report(const bench_result *r, const bench_opts *o) {
     else bench_print_table(stdout, r);
     fflush(stdout);
     if (r->interrupted) {
-        if (o->baseline || o->save_baseline) fprintf(stderr, "bitnet bench: interrupted: no baseline compared or saved\n");
+        if (o->baseline || o->save_baseline)
+            fprintf(stderr, "bitnet bench: interrupted: no baseline compared or saved\n");
         return EXIT_INTERRUPTED;
     }
     int status = 0;
@@ -423,11 +463,12 @@ static void describe(bench_result *r, const bitnet_model *m, const bench_opts *o
     r->model_path = o->model;
     r->model_name = mi.name && *mi.name ? mi.name : o->model;
     r->arch = mi.arch;
+    r->head = o->head && strcmp(o->head, "auto") ? o->head : "as stored";
     r->n_params = mi.n_params;
     r->file_bytes = mi.file_bytes;
     r->cpu = bench_cpu_model();
     r->version = bitnet_version();
-    r->device = "not run";
+    snprintf(r->device, sizeof r->device, "not run");
     r->delay_us = o->delay_us;
     r->profiled = o->profile;
     int need = list_max(&o->tg) + 1;
@@ -474,7 +515,10 @@ int cmd_bench(int argc, char **argv) {
     bitnet_error err;
     bitnet_model *m = NULL;
     int status = 1;
-    if (bitnet_model_load(o.model, NULL, &m, &err) != BITNET_OK) cli_error(CMD, "%s", err.message);
+    bitnet_model_params mp;
+    bitnet_model_params_default(&mp);
+    mp.head_type = o.head;
+    if (bitnet_model_load(o.model, &mp, &m, &err) != BITNET_OK) cli_error(CMD, "%s", err.message);
     else status = bench_model(m, &o);
     bitnet_model_free(m);
     free_opts(&o);

@@ -51,6 +51,48 @@ void bn_dense_gemm_ref(const bn_dense *w, int64_t r0, int64_t r1, const float *x
     }
 }
 
+void bn_quantize_row_q8_blocks_ref(const float *x, int64_t n, int8_t *q, float *d) {
+    for (int64_t b = 0; b < n / 32; b++) {
+        const float *xb = x + b * 32;
+        float amax = 0.0f;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(xb[j]));
+        float id = amax > 1e-30f ? 127.0f / amax : 0.0f; /* no inf from a subnormal max */
+        for (int j = 0; j < 32; j++) {
+            float v = nearbyintf(xb[j] * id);
+            q[b * 32 + j] = (int8_t)(v < -127.0f ? -127.0f : (v > 127.0f ? 127.0f : v));
+        }
+        d[b] = amax / 127.0f;
+    }
+}
+
+void bn_dense_gemm_q8_0_ref(const bn_dense *w, int64_t r0, int64_t r1, const float *x, int n_tok, float *y,
+                            int64_t ldy, float *scratch) {
+    int64_t nb = w->cols / 32;
+    int8_t *qx = (int8_t *)scratch;
+    float *dx = scratch + w->cols / 4; /* after the cols bytes of qx */
+    for (int t = 0; t < n_tok; t++) {
+        bn_quantize_row_q8_blocks_ref(x + (int64_t)t * w->cols, w->cols, qx, dx);
+        for (int64_t r = r0; r < r1; r++) {
+            const uint8_t *wr = w->data + r * w->row_bytes;
+            float acc = 0.0f;
+            for (int64_t b = 0; b < nb; b++) {
+                const uint8_t *blk = wr + b * 34;
+                const int8_t *qw = (const int8_t *)(blk + 2);
+                int32_t s = 0;
+                for (int j = 0; j < 32; j++) s += (int32_t)qw[j] * qx[b * 32 + j];
+                acc += (float)s * (bn_fp16_to_fp32((uint16_t)(blk[0] | blk[1] << 8)) * dx[b]);
+            }
+            y[(int64_t)t * ldy + r] = acc;
+        }
+    }
+}
+
+void bn_dense_gemm_scalar(const bn_dense *w, int64_t r0, int64_t r1, const float *x, int n_tok, float *y,
+                          int64_t ldy, float *scratch) {
+    if (w->type == BN_GGML_Q8_0) bn_dense_gemm_q8_0_ref(w, r0, r1, x, n_tok, y, ldy, scratch);
+    else bn_dense_gemm_ref(w, r0, r1, x, n_tok, y, ldy, scratch);
+}
+
 float bn_dot_f32_ref(const float *a, const float *b, int64_t n) {
     float acc = 0.0f;
     for (int64_t i = 0; i < n; i++) acc += a[i] * b[i];

@@ -25,6 +25,22 @@ int32_t bn_ternary_dot_ref(const bn_ternary *w, int64_t r, const int8_t *q, int3
 void bn_dense_gemm_ref(const bn_dense *w, int64_t r0, int64_t r1, const float *x, int n_tok, float *y,
                        int64_t ldy, float *scratch);
 
+/* The int8 output head (Q8_0 weights): activations are quantized per
+ * 32-element block, d = max|x| / 127, q = round_half_even(x · 127 / max|x|)
+ * (all zeros when max|x| ≤ 1e-30), and each block's integer dot is scaled by
+ * d_w · d_x. n % 32 == 0; q gets n bytes, d gets n / 32 floats. */
+void bn_quantize_row_q8_blocks_ref(const float *x, int64_t n, int8_t *q, float *d);
+
+/* y[t*ldy + r] = Σ_b (Σ_j qw·qx) · (d_w · d_x), summed block after block,
+ * for a Q8_0 matrix. scratch: w->cols floats (holds one quantized token). */
+void bn_dense_gemm_q8_0_ref(const bn_dense *w, int64_t r0, int64_t r1, const float *x, int n_tok, float *y,
+                            int64_t ldy, float *scratch);
+
+/* The scalar level's dense kernel: bn_dense_gemm_q8_0_ref for Q8_0,
+ * bn_dense_gemm_ref for every other type. */
+void bn_dense_gemm_scalar(const bn_dense *w, int64_t r0, int64_t r1, const float *x, int n_tok, float *y,
+                          int64_t ldy, float *scratch);
+
 /* Float helpers in plain sequential order (the scalar level uses them). */
 float bn_dot_f32_ref(const float *a, const float *b, int64_t n);
 float bn_dot_f16_ref(const float *a, const uint16_t *b, int64_t n);

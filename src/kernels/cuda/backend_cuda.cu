@@ -18,15 +18,24 @@
  * graph read the position and token from device memory, so one graph serves
  * every position. Recorded lists are also where ops are fused: RMSNorm +
  * quantization, matmuls sharing their input (q/k/v, gate/up) in one launch,
- * and a matmul followed by the residual add that consumes it.
+ * and a matmul followed by the residual add that consumes it. With the
+ * decode fusions (default) a layer is 5 launches: each ternary GEMV
+ * recomputes its input's [GLU ->] RMSNorm -> int8 quantization in every block
+ * (bn_prologue: no norm launches), and RoPE + KV store + split attention +
+ * combine are one launch (bn_k_attention_decode). The launches of a recorded
+ * step use programmatic dependent launch on compute capability 9.0+ (see
+ * cuda_common.cuh): each kernel is scheduled while the previous one runs, and
+ * the GEMVs load their weights before waiting for it.
  * Steps of several tokens (prompts) run eagerly, op by op.
  *
  * States (per backend):  idle --embed(n_tok = 1)--> recording
  *                        recording --to_host / free / next embed--> idle (flush)
  * Environment: BITNET_CUDA_GRAPH=0 disables graphs (the recorded step then
- * runs its fused kernels directly); BITNET_CUDA_PROFILE=1 times every launch
- * (without graphs) and prints GPU time per kind of launch when the backend is
- * destroyed. */
+ * runs its fused kernels directly); BITNET_CUDA_PDL=0 disables programmatic
+ * dependent launch; BITNET_CUDA_FUSE=0 disables the decode fusions (the
+ * previous kernels: separate norms, attention in three launches);
+ * BITNET_CUDA_PROFILE=1 times every launch (without graphs or PDL) and prints
+ * GPU time per kind of launch when the backend is destroyed. */
 #include <cuda_runtime.h>
 #include <math.h>
 #include <pthread.h>
@@ -36,6 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_kernels.cuh"
 
 extern "C" {
@@ -85,13 +95,19 @@ struct model_entry {
 
 /* Profile labels (BITNET_CUDA_PROFILE=1): GPU time per kind of launch. */
 enum prof_label { P_EMBED, P_NORM, P_NORM_Q, P_QUANT, P_TERN, P_TERN_ADD, P_TERN2, P_TERN3, P_DENSE, P_ROPE, P_ATTN,
-                  P_GLU, P_ADD, P_GLU_Q, P_ROPE_ATTN, P_N };
+                  P_GLU, P_ADD, P_GLU_Q, P_ROPE_ATTN, P_PRO1, P_PRO_ADD, P_PRO2, P_PRO3, P_ATTN_DEC, P_N };
 static const char *prof_names[P_N] = {"embed", "rmsnorm", "rmsnorm+quantize", "quantize", "ternary", "ternary+add",
                                       "ternary x2", "ternary x3", "dense head", "rope", "attention", "glu", "add",
-                                      "glu(+norm)+quantize", "rope+kv+attention"};
+                                      "glu(+norm)+quantize", "rope+kv+attention", "[norm]+ternary",
+                                      "[norm]+ternary+add", "[norm]+ternary x2", "[norm]+ternary x3",
+                                      "decode attention"};
+
+/* thread_local flag of cuda_common.cuh: launches use PDL while it is set. */
+thread_local int bn_k_pdl = 0;
 
 #define ATT_SPLIT 128      /* positions per attention chunk */
 #define ATT_ROWS_CAP 2048  /* token x chunk rows of the attention work space */
+#define N_COUNTERS 4096    /* decode attention: head groups of one layer */
 
 struct cuda_backend {
     bn_backend base;
@@ -102,6 +118,9 @@ struct cuda_backend {
     store own;          /* uploads made outside prepare_model (tests) */
     model_entry *entry; /* the model's shared weights, once prepared */
     int *d_params;      /* [position, token] of the recorded step */
+    int *d_cnt;         /* decode attention counters (zero between launches) */
+    int pdl;            /* programmatic dependent launch in recorded steps */
+    int fuse;           /* decode fusions: norm prologues in the GEMV, one-launch attention */
     int32_t *d_tokens;
     int tok_cap;
     float *ws;          /* attention chunks */
@@ -335,11 +354,90 @@ static int same_qact(const bn_qact *a, const bn_qact *b) {
     return a->q == b->q && a->scale == b->scale && a->sum == b->sum;
 }
 
+/* 1 when the float ranges [a, a + na) and [b, b + nb) share memory. */
+static int overlap(const void *a, int64_t na, const void *b, int64_t nb) {
+    if (!a || !b) return 0;
+    const char *pa = (const char *)a, *pb = (const char *)b;
+    return pa < pb + nb * 4 && pb < pa + na * 4;
+}
+
+/* Decode fusion of the activation side into the ternary GEMV (one token):
+ *   rmsnorm(x -> y) quantize(y)        ternary x1..3 [add]
+ *   glu(g, u) [rmsnorm(g -> y)] quantize ternary x1..3 [add]
+ *   quantize(x)                        ternary x1..3 [add]
+ * become one launch of bn_k_ternary_pro. Returns the records consumed, 0
+ * when the pattern does not apply. The GLU and a norm done in place are not
+ * materialized (only the quantization that the matmul consumes, which block
+ * 0 still writes to its buffer): in the forward pass nothing reads them. */
+static int run_fused_gemv(cuda_backend *c, const op_rec *r, int avail, int *label) {
+    bn_prologue P;
+    memset(&P, 0, sizeof P);
+    int i = 0, dim = 0;
+    if (r[0].kind != OP_GLU && r[0].n_tok != 1) return 0; /* a GLU record has n (elements), no n_tok */
+    if (r[0].kind == OP_RMSNORM && avail > 2 && r[1].kind == OP_QUANTIZE && r[1].x == r[0].y && r[1].n_tok == 1 &&
+        r[1].dim == r[0].dim) {
+        P.x = r[0].x, P.w = (const float *)r[0].w, P.eps = r[0].eps, P.qa = r[1].qa;
+        P.out = r[0].y != r[0].x ? r[0].y : NULL;
+        dim = r[0].dim, i = 2;
+    } else if (r[0].kind == OP_GLU && avail > 2) {
+        P.x = r[0].y, P.u = r[0].x, P.relu2 = r[0].act == BN_GLU_RELU2;
+        if (avail > 3 && r[1].kind == OP_RMSNORM && r[1].x == r[0].y && r[1].n_tok == 1 && r[1].dim == r[0].n &&
+            r[2].kind == OP_QUANTIZE && r[2].x == r[1].y && r[2].n_tok == 1 && r[2].dim == r[1].dim) {
+            P.w = (const float *)r[1].w, P.eps = r[1].eps, P.qa = r[2].qa;
+            P.out = r[1].y != r[0].y ? r[1].y : NULL;
+            dim = r[1].dim, i = 3;
+        } else if (r[1].kind == OP_QUANTIZE && r[1].x == r[0].y && r[1].n_tok == 1 && r[1].dim == r[0].n) {
+            P.qa = r[1].qa;
+            dim = r[1].dim, i = 2;
+        } else {
+            return 0;
+        }
+    } else if (r[0].kind == OP_QUANTIZE && avail > 1) {
+        P.x = r[0].x, P.qa = r[0].qa;
+        dim = r[0].dim, i = 1;
+    } else {
+        return 0;
+    }
+    if (dim <= 0 || dim > BN_PRO_MAX_COLS || dim % 128) return 0;
+    if (P.out && (overlap(P.out, dim, P.x, dim) || overlap(P.out, dim, P.u, dim))) return 0;
+    bn_tern_job jobs[BN_TERN_MAX_JOBS];
+    int n = 0;
+    while (i + n < avail && n < BN_TERN_MAX_JOBS && r[i + n].kind == OP_TERNARY && r[i + n].n_tok == 1 &&
+           r[i + n].dim == dim && same_qact(&r[i + n].qa, &P.qa)) {
+        jobs[n].codes = tern(r + i + n)->codes;
+        jobs[n].scale = tern(r + i + n)->scale;
+        jobs[n].y = r[i + n].y;
+        jobs[n].rows = (int)r[i + n].n;
+        jobs[n].accumulate = 0;
+        n++;
+    }
+    if (n == 0) return 0;
+    int used = i + n;
+    const op_rec *nx = n == 1 && used < avail ? r + used : NULL;
+    if (nx && nx->kind == OP_ADD && nx->x == r[i].y && nx->n == r[i].n) {
+        jobs[0].y = (float *)nx->y;
+        jobs[0].accumulate = 1;
+        used++;
+    }
+    /* Outputs must not overlap what the prologue of another block reads or writes. */
+    for (int k = 0; k < n; k++)
+        if (overlap(jobs[k].y, jobs[k].rows, P.x, dim) || overlap(jobs[k].y, jobs[k].rows, P.u, dim) ||
+            overlap(jobs[k].y, jobs[k].rows, P.out, dim))
+            return 0;
+    *label = jobs[0].accumulate ? P_PRO_ADD : n == 3 ? P_PRO3 : n == 2 ? P_PRO2 : P_PRO1;
+    check(c, bn_k_ternary_pro(c->stream, jobs, n, dim, &P), "fused decode matmul");
+    return used;
+}
+
 /* Runs the op at r[0], fusing it with the ops after it when they allow.
  * Returns the number of records consumed. */
 static int run_op(cuda_backend *c, const op_rec *r, int avail, int graph, const int32_t *tokens, int *label) {
     cudaStream_t st = c->stream;
     bn_pos pos = {r->pos0, graph ? c->d_params : NULL};
+    if (c->fuse && avail > 1 && (r->kind == OP_RMSNORM || r->kind == OP_GLU || r->kind == OP_QUANTIZE)) {
+        int used = run_fused_gemv(c, r, avail, label);
+        if (used) return used;
+    }
     switch (r->kind) {
     case OP_EMBED: {
         const bn_cuda_dense *d = (const bn_cuda_dense *)r->w;
@@ -394,6 +492,17 @@ static int run_op(cuda_backend *c, const op_rec *r, int avail, int graph, const 
             rk->n_tok == r->n_tok && ra->n_tok == r->n_tok && r->head_dim == ra->s.head_dim &&
             rk->head_dim == r->head_dim && r->n_head == ra->s.n_head && rk->n_head == ra->s.n_head_kv &&
             rk->theta == r->theta && rk->neox == r->neox && rk->pos0 == r->pos0 && ra->pos0 == r->pos0) {
+            if (c->fuse && r->n_tok == 1 && ra->z == rk->y && bn_k_attention_decode_counters(&ra->s) <= N_COUNTERS) {
+                int len = pos.ptr ? ra->s.n_ctx : pos.val + 1;
+                if (bn_k_attention_decode_ws(&ra->s, len) <= c->ws_floats) {
+                    *label = P_ATTN_DEC;
+                    check(c,
+                          bn_k_attention_decode(st, &ra->kv, &ra->s, r->y, rk->y, (const float *)ra->w, pos, r->theta,
+                                                r->neox, len, c->ws, c->d_cnt, ra->y),
+                          "decode attention");
+                    return 3;
+                }
+            }
             int len = pos.ptr ? ra->s.n_ctx : pos.val + ra->n_tok, n_split, split_len;
             attn_split(c, &ra->s, len, ra->n_tok, &n_split, &split_len);
             *label = P_ROPE_ATTN;
@@ -475,8 +584,11 @@ static void print_profile(const cuda_backend *c) {
     }
 }
 
+/* Runs a recorded step (with programmatic dependent launch when enabled). */
 static void run_list(cuda_backend *c, const op_rec *r, int n, int graph) {
+    bn_k_pdl = c->pdl;
     for (int i = 0; i < n && !c->failed;) i += run_one(c, r + i, n - i, graph, c->d_params + 1);
+    bn_k_pdl = 0;
 }
 
 static int same_list(const op_rec *a, const op_rec *b, int n) {
@@ -686,7 +798,12 @@ static void cu_attention(bn_backend *be, const bn_kv_layer *kv, const bn_attn_sh
                         s->n_head_kv);
     int len = c->recording ? s->n_ctx : pos0 + n_tok, n_split, split_len;
     attn_split(c, s, len, n_tok, &n_split, &split_len);
-    if (!ensure_ws(c, (size_t)n_tok * n_split * s->n_head * (s->head_dim + 2))) return;
+    size_t need = (size_t)n_tok * n_split * s->n_head * (s->head_dim + 2);
+    if (c->recording && c->fuse) {
+        size_t dec = bn_k_attention_decode_ws(s, len);
+        if (dec > need) need = dec;
+    }
+    if (!ensure_ws(c, need)) return;
     op_rec r = new_rec(OP_ATTN);
     r.kv = *kv, r.s = *s, r.x = q, r.z = k, r.w = v, r.n_tok = n_tok, r.y = out;
     submit(c, &r, pos0);
@@ -759,6 +876,7 @@ static void cu_destroy(bn_backend *be) {
     bn_cuda_weights_release(be);
     store_free(&c->own);
     cudaFree(c->d_params);
+    cudaFree(c->d_cnt);
     cudaFree(c->d_tokens);
     cudaFree(c->ws);
     if (c->pinned) cudaFreeHost(c->pinned);
@@ -822,10 +940,13 @@ static bitnet_status init_device(cuda_backend *c, bitnet_error *err) {
                        "cuda:%d (%s) has compute capability %d.%d; bitnet.c's CUDA backend needs 8.0 or newer",
                        c->device, prop.name, prop.major, prop.minor);
     if (e == cudaSuccess) c->n_sm = prop.multiProcessorCount;
+    if (e == cudaSuccess && prop.major < 9) c->pdl = 0; /* programmatic launch: compute capability 9.0+ */
     if (e == cudaSuccess) e = cudaSetDevice(c->device);
     if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking);
     if (e == cudaSuccess) e = cudaMalloc((void **)&c->d_params, 2 * sizeof(int));
     if (e == cudaSuccess) e = cudaMalloc((void **)&c->d_tokens, 4096 * sizeof(int32_t));
+    if (e == cudaSuccess) e = cudaMalloc((void **)&c->d_cnt, N_COUNTERS * sizeof(int));
+    if (e == cudaSuccess) e = cudaMemsetAsync(c->d_cnt, 0, N_COUNTERS * sizeof(int), c->stream);
     if (e != cudaSuccess) {
         cudaGetLastError();
         return bn_fail(err, BITNET_E_DEVICE, "cuda:%d: cannot initialise: %s", c->device, cudaGetErrorString(e));
@@ -849,7 +970,10 @@ extern "C" bitnet_status bn_backend_cuda_create(bn_backend **out, int device, bi
     c->use_graph = !(g && !strcmp(g, "0"));
     const char *pr = getenv("BITNET_CUDA_PROFILE");
     c->prof = pr && *pr && strcmp(pr, "0");
-    if (c->prof) c->use_graph = 0; /* launches are timed one by one */
+    const char *pd = getenv("BITNET_CUDA_PDL"), *fu = getenv("BITNET_CUDA_FUSE");
+    c->pdl = !(pd && !strcmp(pd, "0"));
+    c->fuse = !(fu && !strcmp(fu, "0"));
+    if (c->prof) c->use_graph = 0, c->pdl = 0; /* launches are timed one by one */
     bitnet_status rc = init_device(c, err);
     if (!rc && c->prof &&
         (cudaEventCreate(&c->ev0) != cudaSuccess || cudaEventCreate(&c->ev1) != cudaSuccess))

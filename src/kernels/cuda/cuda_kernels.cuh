@@ -33,6 +33,22 @@ struct bn_tern_job {
 
 #define BN_TERN_MAX_JOBS 3
 
+/* The activation side of a fused one-token ternary GEMV: x [-> act(x)·u]
+ * [-> RMSNorm with w] -> int8 quantization (the rules of bn_k_row_fused),
+ * recomputed by every block of the GEMV into its shared memory, so that the
+ * norm needs no launch of its own. Block 0 also writes the quantized row to
+ * qa and, when out is not NULL, the float row (GLU'd, normed) to out; out
+ * must not overlap x or u. */
+struct bn_prologue {
+    const float *x, *u, *w; /* u: GLU up operand or NULL; w: norm weight or NULL */
+    float *out;
+    bn_qact qa;
+    float eps;
+    int relu2;
+};
+
+#define BN_PRO_MAX_COLS 8192
+
 cudaError_t bn_k_embed(cudaStream_t st, uint32_t type, const void *emb, uint64_t row_bytes, int cols,
                        const int32_t *tokens, int n_tok, float *x);
 /* out = rmsnorm(x) * w; when qa is not NULL, also quantizes out into qa. */
@@ -50,6 +66,10 @@ cudaError_t bn_k_rope_qk_store(cudaStream_t st, float *q, float *k, const float 
 cudaError_t bn_k_quantize(cudaStream_t st, const float *x, int n_tok, int dim, const bn_qact *qa);
 /* n_jobs matrices of `cols` inputs sharing the activations a. */
 cudaError_t bn_k_ternary(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, int cols, const bn_qact *a, int n_tok);
+/* One token: jobs sharing the activations that prologue p computes. The
+ * results equal those of the unfused ops (same integer dot products, same
+ * quantization rule). cols <= BN_PRO_MAX_COLS. */
+cudaError_t bn_k_ternary_pro(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, int cols, const bn_prologue *p);
 cudaError_t bn_k_dense(cudaStream_t st, uint32_t type, const void *w, uint64_t row_bytes, int rows, int cols,
                        const float *x, int n_tok, float *y);
 cudaError_t bn_k_rope(cudaStream_t st, float *x, int n_tok, int n_head, int head_dim, bn_pos pos, float theta,
@@ -67,6 +87,18 @@ cudaError_t bn_k_attention(cudaStream_t st, const bn_kv_layer *kv, const bn_attn
 /* The same without the store (k and v already in the cache). */
 cudaError_t bn_k_attention_stored(cudaStream_t st, const bn_kv_layer *kv, const bn_attn_shape *s, const float *q,
                                   int n_tok, bn_pos pos, int n_split, int split_len, float *ws, float *out);
+/* Decode attention of one token in one launch: RoPE of q and k at the
+ * position, k and v stored into the f16 cache, attention over positions
+ * 0..pos split across blocks, and the splits combined by the last block of
+ * each head group to finish (counters: zeroed ints, left zeroed). q and k are
+ * not rotated in place. len bounds the position + 1 (n_ctx when the position
+ * is read from device memory). */
+cudaError_t bn_k_attention_decode(cudaStream_t st, const bn_kv_layer *kv, const bn_attn_shape *s, const float *q,
+                                  const float *k, const float *v, bn_pos pos, float theta, int neox, int len,
+                                  float *ws, int *counters, float *out);
+/* Floats of work space bn_k_attention_decode needs for len; counters it needs. */
+size_t bn_k_attention_decode_ws(const bn_attn_shape *s, int len);
+int bn_k_attention_decode_counters(const bn_attn_shape *s);
 /* 1 when the attention kernels support this head size. */
 int bn_k_attention_supported(int head_dim);
 

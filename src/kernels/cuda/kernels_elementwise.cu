@@ -10,6 +10,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_kernels.cuh"
 
 extern "C" {
@@ -17,33 +18,6 @@ extern "C" {
 }
 
 #define ROW_THREADS 512
-
-/* Reduces v over the block (blockDim.x a multiple of 32, <= 1024); every
- * thread gets the same result, combined in a fixed order. */
-template <typename T, typename Op>
-__device__ T block_reduce(T v, Op op, T *sh) {
-    for (int o = 16; o; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
-    int w = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    __syncthreads(); /* sh may still be read by a previous reduction */
-    if ((threadIdx.x & 31) == 0) sh[w] = v;
-    __syncthreads();
-    v = sh[0];
-    for (int i = 1; i < nw; i++) v = op(v, sh[i]);
-    return v;
-}
-
-struct op_sum {
-    template <typename T>
-    __device__ T operator()(T a, T b) const { return a + b; }
-};
-struct op_max {
-    __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
-};
-
-__device__ __forceinline__ int quant_one(float v, float s) {
-    int r = __float2int_rn(__fmul_rn(v, s)); /* round half to even, as nearbyintf */
-    return r < -128 ? -128 : (r > 127 ? 127 : r);
-}
 
 /* Quantizes row t (already in `xt`, written by this same thread pattern). */
 __device__ void quantize_row(const float *xt, int dim, int t, float amax, const bn_qact &qa) {
@@ -63,14 +37,6 @@ __device__ void quantize_row(const float *xt, int dim, int t, float amax, const 
     }
 }
 
-__device__ __forceinline__ float glu_one(float a, float u, int relu2) {
-    if (relu2) {
-        float r = a > 0.0f ? a : 0.0f;
-        return __fmul_rn(__fmul_rn(r, r), u);
-    }
-    return __fmul_rn(a / (1.0f + expf(-a)), u);
-}
-
 /* One block per row, the row held in registers (PER elements per thread,
  * so memory is read once): optionally x = act(x)·u first (the GLU), then
  * optionally RMSNorm with w, then optionally int8 quantization into qa.
@@ -79,6 +45,8 @@ template <int PER>
 __global__ void __launch_bounds__(ROW_THREADS)
     k_row_fused(const float *x, const float *u, int relu2, const float *w, int dim, float eps, float *out, bn_qact qa,
                 int quant) {
+    pdl_wait();
+    pdl_launch();
     __shared__ double shd[32];
     __shared__ float shf[32];
     __shared__ int shi[32];
@@ -129,6 +97,8 @@ __global__ void __launch_bounds__(ROW_THREADS)
 
 /* Any width: loops over the row in memory. */
 __global__ void k_rmsnorm(const float *x, const float *w, int dim, float eps, float *out, bn_qact qa, int quant) {
+    pdl_wait();
+    pdl_launch();
     __shared__ double shd[32];
     __shared__ float shf[32];
     int t = blockIdx.x;
@@ -150,6 +120,8 @@ __global__ void k_rmsnorm(const float *x, const float *w, int dim, float eps, fl
 }
 
 __global__ void k_quantize(const float *x, int dim, bn_qact qa) {
+    pdl_wait();
+    pdl_launch();
     __shared__ float shf[32];
     const float *xt = x + (size_t)blockIdx.x * dim;
     float amax = 0.0f;
@@ -164,13 +136,13 @@ cudaError_t bn_k_row_fused(cudaStream_t st, const float *x, const float *u, int 
     bn_qact q = qa ? *qa : none;
     int relu2 = act == BN_GLU_RELU2, quant = qa != NULL;
     if (dim <= 4 * ROW_THREADS)
-        k_row_fused<4><<<n_tok, ROW_THREADS, 0, st>>>(x, u, relu2, w, dim, eps, out, q, quant);
+        bn_launch(k_row_fused<4>, n_tok, ROW_THREADS, 0, st, x, u, relu2, w, dim, eps, out, q, quant);
     else if (dim <= 12 * ROW_THREADS)
-        k_row_fused<12><<<n_tok, ROW_THREADS, 0, st>>>(x, u, relu2, w, dim, eps, out, q, quant);
+        bn_launch(k_row_fused<12>, n_tok, ROW_THREADS, 0, st, x, u, relu2, w, dim, eps, out, q, quant);
     else if (dim <= 32 * ROW_THREADS)
-        k_row_fused<32><<<n_tok, ROW_THREADS, 0, st>>>(x, u, relu2, w, dim, eps, out, q, quant);
+        bn_launch(k_row_fused<32>, n_tok, ROW_THREADS, 0, st, x, u, relu2, w, dim, eps, out, q, quant);
     else if (!u && w)
-        k_rmsnorm<<<n_tok, ROW_THREADS, 0, st>>>(x, w, dim, eps, out, q, quant);
+        bn_launch(k_rmsnorm, n_tok, ROW_THREADS, 0, st, x, w, dim, eps, out, q, quant);
     else
         return cudaErrorInvalidValue;
     return cudaGetLastError();
@@ -182,7 +154,7 @@ cudaError_t bn_k_rmsnorm(cudaStream_t st, const float *x, const float *w, int n_
 }
 
 cudaError_t bn_k_quantize(cudaStream_t st, const float *x, int n_tok, int dim, const bn_qact *qa) {
-    k_quantize<<<n_tok, ROW_THREADS, 0, st>>>(x, dim, *qa);
+    bn_launch(k_quantize, n_tok, ROW_THREADS, 0, st, x, dim, *qa);
     return cudaGetLastError();
 }
 
@@ -197,6 +169,8 @@ __device__ __forceinline__ float load_elem(const uint8_t *row, int i) {
 
 template <int TYPE>
 __global__ void k_embed(const uint8_t *emb, uint64_t row_bytes, int cols, const int32_t *tokens, float *x) {
+    pdl_wait();
+    pdl_launch();
     int t = blockIdx.x;
     const uint8_t *row = emb + (uint64_t)tokens[t] * row_bytes;
     for (int i = threadIdx.x; i < cols; i += blockDim.x) x[(size_t)t * cols + i] = load_elem<TYPE>(row, i);
@@ -205,9 +179,9 @@ __global__ void k_embed(const uint8_t *emb, uint64_t row_bytes, int cols, const 
 cudaError_t bn_k_embed(cudaStream_t st, uint32_t type, const void *emb, uint64_t row_bytes, int cols,
                        const int32_t *tokens, int n_tok, float *x) {
     const uint8_t *e = (const uint8_t *)emb;
-    if (type == BN_GGML_F32) k_embed<BN_GGML_F32><<<n_tok, ROW_THREADS, 0, st>>>(e, row_bytes, cols, tokens, x);
-    else if (type == BN_GGML_F16) k_embed<BN_GGML_F16><<<n_tok, ROW_THREADS, 0, st>>>(e, row_bytes, cols, tokens, x);
-    else if (type == BN_GGML_BF16) k_embed<BN_GGML_BF16><<<n_tok, ROW_THREADS, 0, st>>>(e, row_bytes, cols, tokens, x);
+    if (type == BN_GGML_F32) bn_launch(k_embed<BN_GGML_F32>, n_tok, ROW_THREADS, 0, st, e, row_bytes, cols, tokens, x);
+    else if (type == BN_GGML_F16) bn_launch(k_embed<BN_GGML_F16>, n_tok, ROW_THREADS, 0, st, e, row_bytes, cols, tokens, x);
+    else if (type == BN_GGML_BF16) bn_launch(k_embed<BN_GGML_BF16>, n_tok, ROW_THREADS, 0, st, e, row_bytes, cols, tokens, x);
     else return cudaErrorInvalidValue;
     return cudaGetLastError();
 }
@@ -217,6 +191,8 @@ cudaError_t bn_k_embed(cudaStream_t st, uint32_t type, const void *emb, uint64_t
 /* Block t, thread i: the angle of pair i at position pos + t (computed in
  * double, as the CPU does), applied to that pair of every head. */
 __global__ void k_rope(float *x, int n_head, int head_dim, bn_pos pos, float theta, int neox) {
+    pdl_wait();
+    pdl_launch();
     int t = blockIdx.x, i = threadIdx.x, half = head_dim / 2;
     if (i >= half) return;
     double p = (double)((pos.ptr ? *pos.ptr : pos.val) + t);
@@ -236,6 +212,8 @@ __global__ void k_rope(float *x, int n_head, int head_dim, bn_pos pos, float the
  * with its value row into the f16 cache at position pos + t. */
 __global__ void k_rope_qk_store(float *q, float *k, const float *v, int n_head, int n_kv, int head_dim, bn_pos pos,
                                 float theta, int neox, __half *K, __half *V, int n_ctx) {
+    pdl_wait();
+    pdl_launch();
     int t = blockIdx.x, h = blockIdx.y, i = threadIdx.x, half = head_dim / 2;
     if (i >= half) return;
     int p = (pos.ptr ? *pos.ptr : pos.val) + t;
@@ -257,7 +235,7 @@ __global__ void k_rope_qk_store(float *q, float *k, const float *v, int n_head, 
 cudaError_t bn_k_rope_qk_store(cudaStream_t st, float *q, float *k, const float *v, int n_tok, int n_head, int n_kv,
                                int head_dim, bn_pos pos, float theta, int neox, void *K, void *V, int n_ctx) {
     int threads = (head_dim / 2 + 31) / 32 * 32;
-    k_rope_qk_store<<<dim3(n_tok, n_head + n_kv), threads, 0, st>>>(q, k, v, n_head, n_kv, head_dim, pos, theta, neox,
+    bn_launch(k_rope_qk_store, dim3(n_tok, n_head + n_kv), threads, 0, st, q, k, v, n_head, n_kv, head_dim, pos, theta, neox,
                                                                    (__half *)K, (__half *)V, n_ctx);
     return cudaGetLastError();
 }
@@ -265,13 +243,15 @@ cudaError_t bn_k_rope_qk_store(cudaStream_t st, float *q, float *k, const float 
 cudaError_t bn_k_rope(cudaStream_t st, float *x, int n_tok, int n_head, int head_dim, bn_pos pos, float theta,
                       int neox) {
     int threads = (head_dim / 2 + 31) / 32 * 32;
-    k_rope<<<n_tok, threads, 0, st>>>(x, n_head, head_dim, pos, theta, neox);
+    bn_launch(k_rope, n_tok, threads, 0, st, x, n_head, head_dim, pos, theta, neox);
     return cudaGetLastError();
 }
 
 /* ------------------------------------------------------- GLU, residual -- */
 
 __global__ void k_glu(float *g, const float *u, int64_t n, int relu2) {
+    pdl_wait();
+    pdl_launch();
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         float a = g[i];
         if (relu2) {
@@ -284,6 +264,8 @@ __global__ void k_glu(float *g, const float *u, int64_t n, int relu2) {
 }
 
 __global__ void k_add(float *x, const float *y, int64_t n) {
+    pdl_wait();
+    pdl_launch();
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
         x[i] = __fadd_rn(x[i], y[i]);
 }
@@ -294,11 +276,11 @@ static int elementwise_blocks(int64_t n) {
 }
 
 cudaError_t bn_k_glu(cudaStream_t st, float *g, const float *u, int64_t n, int act) {
-    k_glu<<<elementwise_blocks(n), 256, 0, st>>>(g, u, n, act == BN_GLU_RELU2);
+    bn_launch(k_glu, elementwise_blocks(n), 256, 0, st, g, u, n, act == BN_GLU_RELU2);
     return cudaGetLastError();
 }
 
 cudaError_t bn_k_add(cudaStream_t st, float *x, const float *y, int64_t n) {
-    k_add<<<elementwise_blocks(n), 256, 0, st>>>(x, y, n);
+    bn_launch(k_add, elementwise_blocks(n), 256, 0, st, x, y, n);
     return cudaGetLastError();
 }

@@ -9,10 +9,13 @@
  * mma.m16n8k32 — weights are "expanded to int8" by one shift and one AND.
  * Codes c = w + 1 are multiplied with the int8 activations q and the result
  * corrected with the activation sum: Σ w·q = Σ c·q − Σ q (int32, exact), then
- * y = acc · scale_row / scale_act, computed as the CPU does. */
+ * y = acc · scale_row / scale_act, computed as the CPU does.
+ * Decode steps use k_tern_gemv_pro: the same GEMV with the activation side
+ * (GLU, RMSNorm, quantization) recomputed per block from the float row. */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_kernels.cuh"
 
 extern "C" {
@@ -63,6 +66,8 @@ template <int NT>
 __global__ void __launch_bounds__(GEMV_WARPS * 32)
     k_tern_gemv(tern_jobs J, int cols, const int8_t *__restrict__ q, const float *__restrict__ as,
                 const int32_t *__restrict__ asum) {
+    pdl_wait();
+    pdl_launch();
     /* Constant indices only: a run-time index would copy J to local memory. */
     int b = blockIdx.x, fb = 0;
     bn_tern_job j = J.job[0];
@@ -107,7 +112,170 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
 
 template <int NT>
 static void launch_gemv(cudaStream_t st, const tern_jobs &J, int cols, const bn_qact *a) {
-    k_tern_gemv<NT><<<J.first_block[J.n], GEMV_WARPS * 32, 0, st>>>(J, cols, a->q, a->scale, a->sum);
+    bn_launch(k_tern_gemv<NT>, J.first_block[J.n], GEMV_WARPS * 32, 0, st, J, cols, a->q, a->scale, a->sum);
+}
+
+/* ------------------------------------- fused one-token GEMV (decode) -- */
+
+#define PRO_WARPS 8
+#define PRO_UNROLL 8 /* prologue elements per thread loaded together */
+
+/* The prologue (see bn_prologue): the row is staged in shared memory as
+ * floats (srow), then quantized into sq; every thread gets the scale s and
+ * the sum of the quantized row. Same arithmetic as k_row_fused. */
+__device__ void act_prologue(const bn_prologue &P, int cols, float *srow, int8_t *sq, float &s_out, int &sum_out) {
+    __shared__ double shd[32];
+    __shared__ float shf[32];
+    __shared__ int shi[32];
+    const bool first = blockIdx.x == 0;
+    const int tid = threadIdx.x, nt = blockDim.x;
+    /* Loads in batches of PRO_UNROLL per thread, so that they are in flight
+     * together (the row comes from L2; the loop is latency-bound). */
+    double ss = 0.0;
+    for (int base = 0; base < cols; base += PRO_UNROLL * nt) {
+        float v[PRO_UNROLL], u[PRO_UNROLL];
+#pragma unroll
+        for (int k = 0; k < PRO_UNROLL; k++) {
+            int i = base + k * nt + tid;
+            v[k] = i < cols ? P.x[i] : 0.0f;
+            u[k] = P.u && i < cols ? P.u[i] : 0.0f;
+        }
+#pragma unroll
+        for (int k = 0; k < PRO_UNROLL; k++) {
+            int i = base + k * nt + tid;
+            if (i < cols) {
+                float x = P.u ? glu_one(v[k], u[k], P.relu2) : v[k];
+                srow[i] = x;
+                ss += (double)x * (double)x;
+            }
+        }
+    }
+    float r = 1.0f;
+    if (P.w) {
+        ss = block_reduce(ss, op_sum(), shd);
+        r = (float)(1.0 / sqrt(ss / cols + (double)P.eps));
+    }
+    float amax = 0.0f;
+    for (int base = 0; base < cols; base += PRO_UNROLL * nt) {
+        float wv[PRO_UNROLL];
+#pragma unroll
+        for (int k = 0; k < PRO_UNROLL; k++) {
+            int i = base + k * nt + tid;
+            wv[k] = P.w && i < cols ? P.w[i] : 1.0f;
+        }
+#pragma unroll
+        for (int k = 0; k < PRO_UNROLL; k++) {
+            int i = base + k * nt + tid;
+            if (i < cols) {
+                float x = srow[i];
+                if (P.w) {
+                    x = __fmul_rn(__fmul_rn(x, r), wv[k]);
+                    srow[i] = x;
+                }
+                if (first && P.out) P.out[i] = x;
+                amax = fmaxf(amax, fabsf(x));
+            }
+        }
+    }
+    amax = block_reduce(amax, op_max(), shf);
+    float s = 127.0f / fmaxf(amax, 1e-5f);
+    int sum = 0;
+    for (int i = tid; i < cols; i += nt) {
+        int q = quant_one(srow[i], s);
+        sq[i] = (int8_t)q;
+        if (first) P.qa.q[i] = (int8_t)q;
+        sum += q;
+    }
+    sum = block_reduce(sum, op_sum(), shi);
+    if (first && tid == 0) P.qa.scale[0] = s, P.qa.sum[0] = sum;
+    __syncthreads(); /* sq complete */
+    s_out = s;
+    sum_out = sum;
+}
+
+/* Block of PRO_WARPS warps, ROWS rows per warp, one token. Each lane loads
+ * its CPL 16-byte chunks of each of its rows' codes into registers before
+ * waiting for the previous kernel (weights do not depend on it: with
+ * programmatic launch the weight stream overlaps the previous kernel), then
+ * computes the activations (prologue) and the dot products from shared
+ * memory. ROWS is 8 for rows of up to 4096 inputs (CPL <= 2; two blocks
+ * per SM, so that the 2B4T gate/up matmul is one wave) and 4 above. */
+template <int CPL, int ROWS>
+__global__ void __launch_bounds__(PRO_WARPS * 32, 2) k_tern_gemv_pro(tern_jobs J, int cols, bn_prologue P) {
+    extern __shared__ __align__(16) unsigned char pro_smem[];
+    int b = blockIdx.x, fb = 0;
+    bn_tern_job j = J.job[0];
+    if (J.n > 1 && b >= J.first_block[1]) j = J.job[1], fb = J.first_block[1];
+    if (J.n > 2 && b >= J.first_block[2]) j = J.job[2], fb = J.first_block[2];
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nch = cols >> 6;
+    int row0 = ((b - fb) * PRO_WARPS + warp) * ROWS;
+    uint4 w[CPL][ROWS];
+#pragma unroll
+    for (int r = 0; r < ROWS; r++) {
+        const uint4 *wp = (const uint4 *)(j.codes + (size_t)min(row0 + r, j.rows - 1) * (size_t)(cols >> 2));
+#pragma unroll
+        for (int k = 0; k < CPL; k++) {
+            int c = lane + 32 * k;
+            w[k][r] = c < nch ? __ldcs(wp + c) : make_uint4(0u, 0u, 0u, 0u);
+        }
+    }
+    pdl_wait();
+    pdl_launch();
+    float *srow = (float *)pro_smem;
+    int8_t *sq = (int8_t *)(pro_smem + (size_t)cols * sizeof(float));
+    float s;
+    int sum;
+    act_prologue(P, cols, srow, sq, s, sum);
+    int acc[ROWS];
+#pragma unroll
+    for (int r = 0; r < ROWS; r++) acc[r] = 0;
+#pragma unroll
+    for (int k = 0; k < CPL; k++) {
+        int c = lane + 32 * k;
+        if (c < nch) {
+            const int8_t *qb = sq + (c >> 1) * 128 + (c & 1) * 16;
+            int4 a0 = *(const int4 *)qb, a1 = *(const int4 *)(qb + 32);
+            int4 a2 = *(const int4 *)(qb + 64), a3 = *(const int4 *)(qb + 96);
+#pragma unroll
+            for (int r = 0; r < ROWS; r++) acc[r] = dot64(w[k][r], a0, a1, a2, a3, acc[r]);
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < ROWS; r++) {
+        int v = acc[r];
+        for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+        if (lane == r && row0 + r < j.rows) {
+            float res = (float)(v - sum) * j.scale[row0 + r] / s;
+            float *y = j.y + row0 + r;
+            *y = j.accumulate ? __fadd_rn(*y, res) : res;
+        }
+    }
+}
+
+template <int CPL, int ROWS>
+static cudaError_t launch_pro(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, int cols, const bn_prologue *p) {
+    const int block_rows = PRO_WARPS * ROWS;
+    tern_jobs J;
+    J.n = n_jobs;
+    J.first_block[0] = 0;
+    for (int i = 0; i < n_jobs; i++) {
+        J.job[i] = jobs[i];
+        J.first_block[i + 1] = J.first_block[i] + (jobs[i].rows + block_rows - 1) / block_rows;
+    }
+    size_t smem = (size_t)cols * (sizeof(float) + 1);
+    cudaError_t e = bn_launch(k_tern_gemv_pro<CPL, ROWS>, (unsigned)J.first_block[n_jobs], PRO_WARPS * 32, smem, st,
+                              J, cols, *p);
+    return e != cudaSuccess ? e : cudaGetLastError();
+}
+
+cudaError_t bn_k_ternary_pro(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, int cols, const bn_prologue *p) {
+    if (n_jobs < 1 || n_jobs > BN_TERN_MAX_JOBS || cols % 128 || cols <= 0 || cols > BN_PRO_MAX_COLS)
+        return cudaErrorInvalidValue;
+    int nch = cols >> 6;
+    if (nch <= 32) return launch_pro<1, 8>(st, jobs, n_jobs, cols, p);
+    if (nch <= 64) return launch_pro<2, 8>(st, jobs, n_jobs, cols, p);
+    if (nch <= 96) return launch_pro<3, 4>(st, jobs, n_jobs, cols, p);
+    return launch_pro<4, 4>(st, jobs, n_jobs, cols, p);
 }
 
 /* ------------------------------------------------- tensor-core GEMM ------ */
@@ -179,6 +347,8 @@ __device__ __forceinline__ void mm_tile(const uint8_t *A, const uint8_t *B, int 
 __global__ void __launch_bounds__(256) k_tern_mma(bn_tern_job j, int cols, const int8_t *__restrict__ q,
                                                   const float *__restrict__ as, const int32_t *__restrict__ asum,
                                                   int n_tok) {
+    pdl_wait();
+    pdl_launch();
     __shared__ __align__(16) mm_smem sm;
     int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     int wm = warp & 3, wn = warp >> 2, g = lane >> 2, tg = lane & 3;
@@ -236,7 +406,7 @@ cudaError_t bn_k_ternary(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, i
     if (n_tok > GEMV_MAX_TOK) {
         for (int i = 0; i < n_jobs; i++) {
             dim3 grid((jobs[i].rows + MM_BM - 1) / MM_BM, (n_tok + MM_BN - 1) / MM_BN);
-            k_tern_mma<<<grid, 256, 0, st>>>(jobs[i], cols, a->q, a->scale, a->sum, n_tok);
+            bn_launch(k_tern_mma, grid, 256, 0, st, jobs[i], cols, a->q, a->scale, a->sum, n_tok);
             cudaError_t e = cudaGetLastError();
             if (e != cudaSuccess) return e;
         }
@@ -294,6 +464,8 @@ __device__ __forceinline__ void load8(const uint8_t *row, int c, float (&f)[8]) 
 template <int TYPE, int NT>
 __global__ void __launch_bounds__(DENSE_WARPS * 32)
     k_dense_gemv(const uint8_t *w, uint64_t row_bytes, int rows, int cols, const float *__restrict__ x, float *y) {
+    pdl_wait();
+    pdl_launch();
     int row0 = (blockIdx.x * DENSE_WARPS + (int)(threadIdx.x >> 5)) * DENSE_ROWS;
     if (row0 >= rows) return;
     int lane = threadIdx.x & 31, nch = cols >> 3;
@@ -332,6 +504,8 @@ __global__ void __launch_bounds__(DENSE_WARPS * 32)
 template <int TYPE>
 __global__ void k_dense_generic(const uint8_t *w, uint64_t row_bytes, int rows, int cols, const float *x, int n_tok,
                                 float *y) {
+    pdl_wait();
+    pdl_launch();
     int wid = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (wid >= rows * n_tok) return;
     int r = wid % rows, t = wid / rows;
@@ -353,7 +527,7 @@ static cudaError_t dense_typed(cudaStream_t st, const uint8_t *w, uint64_t row_b
     bool vec = cols % 8 == 0 && row_bytes % 16 == 0 && ((uintptr_t)w & 15) == 0 && ((uintptr_t)x & 15) == 0;
     if (!vec) {
         int64_t warps = (int64_t)rows * n_tok;
-        k_dense_generic<TYPE><<<(unsigned)((warps + 7) / 8), 256, 0, st>>>(w, row_bytes, rows, cols, x, n_tok, y);
+        bn_launch(k_dense_generic<TYPE>, (unsigned)((warps + 7) / 8), 256, 0, st, w, row_bytes, rows, cols, x, n_tok, y);
         return cudaGetLastError();
     }
     unsigned blocks = (unsigned)((rows + DENSE_WARPS * DENSE_ROWS - 1) / (DENSE_WARPS * DENSE_ROWS));
@@ -362,10 +536,10 @@ static cudaError_t dense_typed(cudaStream_t st, const uint8_t *w, uint64_t row_b
         const float *xt = x + (size_t)t0 * cols;
         float *yt = y + (size_t)t0 * rows;
         switch (nt) {
-        case 1: k_dense_gemv<TYPE, 1><<<blocks, DENSE_WARPS * 32, 0, st>>>(w, row_bytes, rows, cols, xt, yt); break;
-        case 2: k_dense_gemv<TYPE, 2><<<blocks, DENSE_WARPS * 32, 0, st>>>(w, row_bytes, rows, cols, xt, yt); break;
-        case 3: k_dense_gemv<TYPE, 3><<<blocks, DENSE_WARPS * 32, 0, st>>>(w, row_bytes, rows, cols, xt, yt); break;
-        default: k_dense_gemv<TYPE, 4><<<blocks, DENSE_WARPS * 32, 0, st>>>(w, row_bytes, rows, cols, xt, yt); break;
+        case 1: bn_launch(k_dense_gemv<TYPE, 1>, blocks, DENSE_WARPS * 32, 0, st, w, row_bytes, rows, cols, xt, yt); break;
+        case 2: bn_launch(k_dense_gemv<TYPE, 2>, blocks, DENSE_WARPS * 32, 0, st, w, row_bytes, rows, cols, xt, yt); break;
+        case 3: bn_launch(k_dense_gemv<TYPE, 3>, blocks, DENSE_WARPS * 32, 0, st, w, row_bytes, rows, cols, xt, yt); break;
+        default: bn_launch(k_dense_gemv<TYPE, 4>, blocks, DENSE_WARPS * 32, 0, st, w, row_bytes, rows, cols, xt, yt); break;
         }
         cudaError_t e = cudaGetLastError();
         if (e != cudaSuccess) return e;

@@ -1,0 +1,91 @@
+/* Device helpers shared by the CUDA kernel files, and the launch helper.
+ *
+ * Programmatic dependent launch (PDL, compute capability 9.0+): a kernel
+ * launched with bn_launch while bn_k_pdl is set may start before the kernel
+ * before it in the stream has finished. Every kernel therefore begins with
+ * pdl_wait() (which returns once the previous kernel has completed and its
+ * writes are visible; a no-op when the kernel was launched normally) before
+ * it reads or writes anything another kernel touches — only immutable data
+ * (weights) may be read before it — and then calls pdl_launch(), which lets
+ * the next kernel be scheduled early (its blocks then wait in their own
+ * pdl_wait, so one launch's latency hides behind this kernel). Waits chain:
+ * a kernel that passed its wait knows every earlier kernel has completed. */
+#ifndef BN_KERNELS_CUDA_CUDA_COMMON_CUH
+#define BN_KERNELS_CUDA_CUDA_COMMON_CUH
+
+#include <cuda_runtime.h>
+#include <utility>
+
+/* Set (per host thread) by the backend around the launches of a recorded
+ * decode step on a GPU of compute capability 9.0+; 0 elsewhere. */
+extern thread_local int bn_k_pdl;
+
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void pdl_launch() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
+/* kernel<<<grid, block, smem, st>>>(args...), with the PDL attribute when
+ * bn_k_pdl is set; returns the launch's error. */
+template <typename... KArgs, typename... Args>
+static inline cudaError_t bn_launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t st,
+                                    Args &&...args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = st;
+    cudaLaunchAttribute attr[1] = {};
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = bn_k_pdl ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+}
+
+/* Reduces v over the block (blockDim.x a multiple of 32, <= 1024); every
+ * thread gets the same result, combined in a fixed order. */
+template <typename T, typename Op>
+__device__ T block_reduce(T v, Op op, T *sh) {
+    for (int o = 16; o; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
+    int w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    __syncthreads(); /* sh may still be read by a previous reduction */
+    if ((threadIdx.x & 31) == 0) sh[w] = v;
+    __syncthreads();
+    v = sh[0];
+    for (int i = 1; i < nw; i++) v = op(v, sh[i]);
+    return v;
+}
+
+struct op_sum {
+    template <typename T>
+    __device__ T operator()(T a, T b) const { return a + b; }
+};
+struct op_max {
+    __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+
+/* The reference quantization of one value with scale s: round half to even
+ * (as nearbyintf), clamp to [-128, 127]. */
+__device__ __forceinline__ int quant_one(float v, float s) {
+    int r = __float2int_rn(__fmul_rn(v, s));
+    return r < -128 ? -128 : (r > 127 ? 127 : r);
+}
+
+/* act(a)·u as the CPU computes it (no contraction into FMAs). */
+__device__ __forceinline__ float glu_one(float a, float u, int relu2) {
+    if (relu2) {
+        float r = a > 0.0f ? a : 0.0f;
+        return __fmul_rn(__fmul_rn(r, r), u);
+    }
+    return __fmul_rn(a / (1.0f + expf(-a)), u);
+}
+
+#endif
