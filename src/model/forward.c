@@ -45,12 +45,18 @@ static void prof_end(bn_backend *be, bitnet_profile *p, bitnet_op_class cls, dou
 
 static int imax(int a, int b) { return a > b ? a : b; }
 
+/* The head's output buffer holds this many rows, not n_batch: at a 128k
+ * vocabulary a 512-row buffer would be 263 MB that generation (one row per
+ * eval) never uses. Evals that keep every row run the head in chunks. */
+#define LOGITS_CHUNK 32
+
 bitnet_status bn_forward_state_init(bn_forward_state *st, const bitnet_model *m, bn_backend *be, int n_ctx,
                                     int n_batch, bitnet_error *err) {
     const bn_hparams *hp = &m->hp;
     memset(st, 0, sizeof *st);
     st->n_ctx = n_ctx;
     st->n_batch = n_batch;
+    st->logits_rows = n_batch < LOGITS_CHUNK ? n_batch : LOGITS_CHUNK;
     size_t B = (size_t)n_batch, E = (size_t)hp->n_embd, Q = (size_t)hp->n_head * hp->head_dim;
     size_t KV = (size_t)hp->n_head_kv * hp->head_dim, F = (size_t)hp->n_ff;
     size_t W = (size_t)imax(imax(hp->n_embd, (int)Q), hp->n_ff);
@@ -67,7 +73,7 @@ bitnet_status bn_forward_state_init(bn_forward_state *st, const bitnet_model *m,
     ok = ok && (st->x = A(be, B * E * 4)) && (st->xn = A(be, B * E * 4)) && (st->q = A(be, B * Q * 4)) &&
          (st->k = A(be, B * KV * 4)) && (st->v = A(be, B * KV * 4)) && (st->att = A(be, B * Q * 4)) &&
          (st->tmp = A(be, B * E * 4)) && (st->g = A(be, B * F * 4)) && (st->u = A(be, B * F * 4)) &&
-         (st->logits = A(be, B * (size_t)hp->n_vocab * 4)) && (st->qa.q = A(be, B * W)) &&
+         (st->logits = A(be, (size_t)st->logits_rows * (size_t)hp->n_vocab * 4)) && (st->qa.q = A(be, B * W)) &&
          (st->qa.scale = A(be, B * 4)) && (st->qa.sum = A(be, B * 4));
     if (!ok) {
         bn_forward_state_free(st, m, be);
@@ -141,6 +147,11 @@ void bn_forward(const bitnet_model *m, bn_backend *be, bn_forward_state *st, con
     int first = want == BN_LOGITS_ALL ? 0 : n_tok - 1, n_out = n_tok - first;
     const float *x = st->x + (int64_t)first * hp->n_embd;
     OP(NORM_QUANT, o->rmsnorm(be, x, &m->output_norm, n_out, hp->n_embd, hp->rms_eps, st->xn));
-    OP(OUTPUT_HEAD, o->matmul_dense(be, &m->output, st->xn, n_out, st->logits));
-    OP(OTHER, o->to_host(be, logits_host, st->logits, (size_t)n_out * hp->n_vocab * sizeof(float)));
+    for (int r = 0; r < n_out; r += st->logits_rows) {
+        int nr = n_out - r < st->logits_rows ? n_out - r : st->logits_rows;
+        const float *xr = st->xn + (int64_t)r * hp->n_embd;
+        OP(OUTPUT_HEAD, o->matmul_dense(be, &m->output, xr, nr, st->logits));
+        OP(OTHER, o->to_host(be, logits_host + (int64_t)r * hp->n_vocab, st->logits,
+                             (size_t)nr * hp->n_vocab * sizeof(float)));
+    }
 }

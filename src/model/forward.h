@@ -12,6 +12,7 @@
 
 typedef struct bn_forward_state {
     int n_ctx, n_batch;
+    int logits_rows; /* rows of the backend's logits buffer: the head runs in chunks of this many tokens */
     bn_kv_layer *kv; /* n_layer entries */
     float *x, *xn, *q, *k, *v, *att, *tmp, *g, *u, *logits;
     bn_qact qa;
