@@ -11,8 +11,9 @@
    regression (exit status 3); an identical run is not; a faster run is not;
    a slowdown inside the baseline's noise is not, the same slowdown with no
    noise is.
-4. Ctrl-C prints what was measured (valid JSON, marked interrupted), exit 130.
-5. Bad options and unusable baselines are one-line errors.
+4. A run that shares its CPUs with busy processes is marked as such.
+5. Ctrl-C prints what was measured (valid JSON, marked interrupted), exit 130.
+6. Bad options and unusable baselines are one-line errors.
 Prints "bench: PASS" last when everything holds.
 """
 import argparse
@@ -87,7 +88,23 @@ def check_json(a):
           "read bandwidth %.2f GB/s, %d bytes per token, roofline %.2f"
           % (tg["read_bw"] / 1e9, tg["bytes_per_token"], tg["roofline"]) if tg else "tg row")
     check(doc["machine"]["device"].startswith("cpu"), "device and ISA: " + doc["machine"]["device"])
+    check(pp and tg and 0 < pp["cpu_share"] <= 1.2 and 0 < tg["cpu_share"] <= 1.2, "CPU share is recorded")
     return doc
+
+
+def check_busy(a):
+    """Rows whose threads had to share their CPUs with other processes say so."""
+    n = os.cpu_count() or 2
+    hogs = [subprocess.Popen([sys.executable, "-c", "import time\nt = time.time() + 20\nwhile time.time() < t: pass"])
+            for _ in range(n)]
+    try:
+        r = bench(a, ["-p", "0", "-n", "48", "-t", str(n), "-r", "3", "--no-probe"])
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+    check(r.returncode == 0 and "other processes competed" in r.stdout,
+          "a run competing with %d busy processes is marked as such" % n)
 
 
 def check_csv_table(a):
@@ -212,6 +229,7 @@ def main():
         check_json(a)
         check_csv_table(a)
         check_profile(a)
+        check_busy(a)
         check_regression(a, work)
         check_interrupt(a)
         check_errors(a)

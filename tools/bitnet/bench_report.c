@@ -49,6 +49,17 @@ static void print_row(FILE *f, const bench_row *w) {
     }
 }
 
+static int busy(const bench_row *w) { return w->reps > 0 && w->cpu_share < BENCH_BUSY_SHARE; }
+
+/* Rows whose threads did not get their CPUs: other processes competed. */
+static void print_busy(FILE *f, const bench_result *r) {
+    for (int i = 0; i < r->n_rows; i++)
+        if (busy(&r->rows[i]))
+            fprintf(f, "warning: %s (threads %d) got %.0f%% of its threads' CPU time: other processes competed, "
+                       "so its figures are not comparable\n", r->rows[i].test, r->rows[i].threads,
+                    100.0 * r->rows[i].cpu_share);
+}
+
 static void print_memory(FILE *f, const bench_result *r) {
     char a[32], b[32], c[32], d[32], e[48] = "";
     if (!r->peak_rss) return;
@@ -97,6 +108,7 @@ void bench_print_table(FILE *f, const bench_result *r) {
     fprintf(f, "|--------|--------:|------:|---------------------:|-----:|---------:|---------:|---------:|"
                "---------:|\n");
     for (int i = 0; i < r->n_rows; i++) print_row(f, &r->rows[i]);
+    print_busy(f, r);
     print_memory(f, r);
     print_bandwidth(f, r);
     if (r->interrupted) fprintf(f, "interrupted: * marks a test cut short; rows after it did not run\n");
@@ -111,14 +123,14 @@ void bench_print_table(FILE *f, const bench_result *r) {
 
 void bench_print_csv(FILE *f, const bench_result *r) {
     fprintf(f, "model,params,file_bytes,device,test,threads,batch,status,reps,tok_s_mean,tok_s_sd,ms_p50,ms_p95,"
-               "ms_p99,bytes_per_token,read_bw,roofline,peak_rss,base_footprint\n");
+               "ms_p99,bytes_per_token,read_bw,roofline,peak_rss,base_footprint,cpu_share\n");
     for (int i = 0; i < r->n_rows; i++) {
         const bench_row *w = &r->rows[i];
-        fprintf(f, "\"%s\",%lld,%llu,%s,%s,%d,%d,%s,%d,%.4f,%.4f,%.4f,%.4f,%.4f,%.0f,%.0f,%.4f,%llu,%llu\n",
+        fprintf(f, "\"%s\",%lld,%llu,%s,%s,%d,%d,%s,%d,%.4f,%.4f,%.4f,%.4f,%.4f,%.0f,%.0f,%.4f,%llu,%llu,%.3f\n",
                 r->model_name, (long long)r->n_params, (unsigned long long)r->file_bytes, r->device, w->test,
                 w->threads, w->batch, status_name(w->status), w->reps, w->tok_s_mean, w->tok_s_sd, w->ms_p50,
                 w->ms_p95, w->ms_p99, w->bytes_per_token, w->read_bw, roofline(w), (unsigned long long)r->peak_rss,
-                (unsigned long long)r->base_footprint);
+                (unsigned long long)r->base_footprint, w->cpu_share);
     }
 }
 
@@ -144,6 +156,7 @@ static cJSON *row_json(const bench_row *w) {
     cJSON_AddStringToObject(o, "status", status_name(w->status));
     if (w->note[0]) cJSON_AddStringToObject(o, "note", w->note);
     cJSON_AddNumberToObject(o, "reps", w->reps);
+    cJSON_AddNumberToObject(o, "cpu_share", w->cpu_share);
     cJSON_AddNumberToObject(o, "tok_s_mean", w->tok_s_mean);
     cJSON_AddNumberToObject(o, "tok_s_sd", w->tok_s_sd);
     if (w->is_gen) {
@@ -260,8 +273,9 @@ static int compare_rows(FILE *f, const cJSON *rows, const bench_result *r, doubl
         int reg;
         const char *v = verdict(bm, bs, w->tok_s_mean, w->tok_s_sd, tol, &reg);
         snprintf(was, sizeof was, "%.2f ± %.2f", bm, bs);
-        fprintf(f, "| %-6s | %7d | %5d | %20s | %20s | %+6.1f%% | %s |\n", w->test, w->threads, w->batch, was, now,
-                100.0 * (w->tok_s_mean - bm) / bm, v);
+        fprintf(f, "| %-6s | %7d | %5d | %20s | %20s | %+6.1f%% | %s%s |\n", w->test, w->threads, w->batch, was, now,
+                100.0 * (w->tok_s_mean - bm) / bm, v, busy(w) || num(b, "cpu_share") < BENCH_BUSY_SHARE
+                ? " (busy machine: other processes took CPU time)" : "");
         regressions += reg;
         (*compared)++;
     }

@@ -26,6 +26,9 @@ typedef struct bench_row {
     int has_profile;
     bitnet_profile prof;
     double sampling_s, wall_s; /* profile: sampling time and the timed total */
+    double slept_s;         /* BITNET_TEST_DELAY_US sleeps inside the timing */
+    double cpu_share;       /* CPU time the process got / (threads × wall time): well
+                               below 1 when other processes took the CPUs */
 } bench_row;
 
 typedef struct bench_result {
@@ -53,6 +56,8 @@ int bench_write_json(FILE *f, const bench_result *r);
  * standard deviations. Returns the number of regressions, or -1 when the file
  * cannot be used (message printed). */
 #define BENCH_NOISE_SDS 3.0
+/* Below this CPU share a row is marked as measured on a busy machine. */
+#define BENCH_BUSY_SHARE 0.85
 int bench_compare(FILE *f, const bench_result *r, const char *path, double tolerance);
 
 #endif

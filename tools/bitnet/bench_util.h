@@ -13,6 +13,9 @@
 /* Monotonic time in seconds. */
 double bench_now(void);
 
+/* User + system CPU seconds of the whole process (every thread). */
+double bench_cpu_seconds(void);
+
 /* Sleeps `us` microseconds (0: returns at once). */
 void bench_sleep_us(double us);
 

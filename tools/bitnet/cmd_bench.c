@@ -219,6 +219,7 @@ static int run_pp(bench_run *b, bench_row *w) {
         if (bitnet_eval(b->ctx, b->ids, w->n_tokens, BITNET_LOGITS_LAST, &err) != BITNET_OK)
             return cli_error(CMD, "%s: %s", w->test, err.message), -1;
         bench_sleep_us(b->o->delay_us * w->n_tokens);
+        w->slept_s += b->o->delay_us * w->n_tokens * 1e-6;
         double dt = bench_now() - t0;
         w->wall_s += dt;
         tps[done] = w->n_tokens / dt;
@@ -246,6 +247,7 @@ static int gen_rep(bench_run *b, bench_row *w, double *lat, double *total) {
         if (bitnet_eval(b->ctx, &tok, 1, BITNET_LOGITS_LAST, &err) != BITNET_OK)
             return cli_error(CMD, "%s: %s", w->test, err.message), -1;
         bench_sleep_us(b->o->delay_us);
+        w->slept_s += b->o->delay_us * 1e-6;
         double t1 = bench_now();
         tok = bitnet_sampler_sample(b->smp, bitnet_get_logits(b->ctx, -1), b->n_vocab);
         if (tok < 0) return cli_error(CMD, "sampling failed"), -1;
@@ -350,7 +352,12 @@ static int run_rows_on(bench_run *b, bench_result *r, int threads) {
     for (int i = 0; i < r->n_rows && !bench_interrupted(); i++) {
         bench_row *w = &r->rows[i];
         if (w->threads != threads || w->status == BENCH_SKIPPED) continue;
+        double t0 = bench_now(), c0 = bench_cpu_seconds();
         if ((w->is_gen ? run_tg(b, w) : run_pp(b, w)) != 0) return -1;
+        /* The pool's workers spin while they wait, so on an otherwise idle
+         * machine the process gets about threads × wall of CPU time. */
+        double busy = (bench_now() - t0 - w->slept_s) * threads;
+        w->cpu_share = busy > 0 ? (bench_cpu_seconds() - c0) / busy : 1.0;
     }
     if (!b->o->quiet) bench_progress_end();
     return 0;

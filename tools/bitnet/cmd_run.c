@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "cli.h"
 #include "gen_opts.h"
 
@@ -27,7 +28,8 @@ static int usage(void) {
            "  -n N                  most tokens to generate; -1 = until the end (default 256)\n"
            "  --ignore-eos          do not stop at end-of-text / end-of-turn tokens\n"
            "  --ids-out FILE        write the token ids as JSON {\"prompt\": [...], \"generated\": [...],\n"
-           "                        \"stop\": \"eog|length|context|cancelled\"}\n");
+           "                        \"stop\": \"eog|length|context|cancelled\"}\n"
+           "  --profile             time per operation class on stderr at the end\n");
     gen_opts_usage(stdout);
     return 0;
 }
@@ -35,7 +37,7 @@ static int usage(void) {
 typedef struct run_opts {
     gen_opts g;
     const char *prompt, *file, *ids_out;
-    int add_bos, truncate, ignore_eos;
+    int add_bos, truncate, ignore_eos, profile;
 } run_opts;
 
 /* Returns 0 to go on, 1 for an error (printed), 2 when --help was shown. */
@@ -55,6 +57,7 @@ static int parse_args(run_opts *o, int argc, char **argv) {
         else if (!strcmp(a, "--no-bos")) o->add_bos = 0;
         else if (!strcmp(a, "--truncate-prompt")) o->truncate = 1;
         else if (!strcmp(a, "--ignore-eos")) o->ignore_eos = 1;
+        else if (!strcmp(a, "--profile")) o->profile = 1;
         else return cli_error(CMD, "unknown or incomplete option '%s' (see --help)", a);
     }
     if (o->prompt && o->file) return cli_error(CMD, "give -p or -f, not both");
@@ -188,6 +191,7 @@ static int generate(const run_opts *o, bitnet_context *ctx, const bitnet_tokeniz
     gp.user = &sink;
     bitnet_generate_stats st;
     bitnet_error err;
+    bitnet_context_set_profiling(ctx, o->profile);
     bitnet_status rc = bitnet_generate(ctx, tok, smp, ids, n, &gp, &st, &err);
     if (isatty(STDOUT_FILENO) && st.n_generated) putchar('\n');
     fflush(stdout);
@@ -198,6 +202,12 @@ static int generate(const run_opts *o, bitnet_context *ctx, const bitnet_tokeniz
         fprintf(stderr, "bitnet run: stopped at the end of the %d-token context (use -c to enlarge it)\n",
                 bitnet_context_n_ctx(ctx));
     if (st.n_prompt) gen_print_timing(&st);
+    if (o->profile && st.n_prompt) {
+        /* Sampling happens inside bitnet_generate, so it shows as unaccounted time. */
+        bitnet_profile p;
+        bitnet_context_get_profile(ctx, &p);
+        bench_print_profile(stderr, &p, -1.0, (st.prompt_ms + st.generate_ms) / 1e3);
+    }
     if (!status && o->ids_out) status = write_ids_file(o->ids_out, ids, n, &sink, st.stop);
     free(sink.ids);
     return status;
