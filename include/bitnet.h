@@ -57,6 +57,10 @@ const char *bitnet_version(void);
  * "neon", "neon_dotprod"), honouring BITNET_CPU. */
 const char *bitnet_cpu_kernels(void);
 
+/* Physical CPU cores (logical CPUs / SMT width): the default thread count,
+ * since hardware threads of one core share the memory bandwidth decode needs. */
+int bitnet_physical_cores(void);
+
 /* ----------------------------------------------------------------- model -- */
 
 typedef struct bitnet_model bitnet_model;

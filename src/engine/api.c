@@ -1,6 +1,7 @@
 /* Library-wide public functions: status names and version. */
 #include "bitnet.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/threadpool.h"
 
 const char *bitnet_status_string(bitnet_status s) {
     switch (s) {
@@ -26,3 +27,5 @@ const char *bitnet_version(void) {
 }
 
 const char *bitnet_cpu_kernels(void) { return bn_cpu_kernels_select()->name; }
+
+int bitnet_physical_cores(void) { return bn_physical_cores(); }

@@ -124,24 +124,6 @@ int bench_read_mem(const char *model_path, bench_mem *out) {
     return out->rss > 0;
 }
 
-int bench_physical_cores(void) {
-    long logical = sysconf(_SC_NPROCESSORS_ONLN);
-    if (logical < 1) logical = 1;
-    /* Hardware threads of one core share its memory bandwidth, which decode
-     * is bound by; the engine counts cores the same way. */
-    int smt = 1;
-    FILE *f = fopen("/sys/devices/system/cpu/cpu0/topology/thread_siblings_list", "r");
-    if (f) {
-        char buf[64] = {0};
-        int a, b;
-        if (fgets(buf, sizeof buf, f)) {
-            if (sscanf(buf, "%d-%d", &a, &b) == 2 && b > a) smt = b - a + 1;
-            else if (strchr(buf, ',')) smt = 2;
-        }
-        fclose(f);
-    }
-    return logical / smt > 0 ? (int)(logical / smt) : 1;
-}
 
 /* Size of the highest cache level cpu0 has in sysfs ("32768K"), or 0. */
 static uint64_t sysfs_llc(void) {

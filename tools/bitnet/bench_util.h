@@ -44,7 +44,6 @@ typedef struct bench_mem {
 int bench_read_mem(const char *model_path, bench_mem *out);
 
 /* Cores, not hardware threads (the engine's default thread count). */
-int bench_physical_cores(void);
 /* Last-level cache size in bytes (a guess of 32 MiB when unknown). */
 uint64_t bench_llc_bytes(void);
 /* "AMD EPYC ..." from /proc/cpuinfo, or "unknown". Static buffer. */

@@ -82,7 +82,7 @@ static int parse_tolerance(const char *s, double *out) {
 
 static int defaults(bench_opts *o) {
     char cores[16];
-    snprintf(cores, sizeof cores, "%d", bench_physical_cores());
+    snprintf(cores, sizeof cores, "%d", bitnet_physical_cores());
     o->reps = 3;
     o->probe = 1;
     o->tolerance = 0.05;
