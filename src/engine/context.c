@@ -100,7 +100,8 @@ bitnet_status bitnet_context_create(bitnet_model *m, const bitnet_context_params
     if (p.n_ctx == 0) p.n_ctx = m->hp.n_ctx_train;
     if (p.n_ctx > (1 << 20)) return bn_fail(err, BITNET_E_INVALID_ARG, "n_ctx %d is too large", p.n_ctx);
     if (p.n_seq == 0) p.n_seq = 1;
-    if (p.n_seq > BN_MAX_SEQ) return bn_fail(err, BITNET_E_INVALID_ARG, "n_seq %d is too large (at most %d)", p.n_seq, BN_MAX_SEQ);
+    if (p.n_seq > BN_MAX_SEQ)
+        return bn_fail(err, BITNET_E_INVALID_ARG, "n_seq %d is too large (at most %d)", p.n_seq, BN_MAX_SEQ);
     if (p.n_batch == 0) p.n_batch = 512;
     /* A step never holds more tokens than the sequences have room for. */
     if ((int64_t)p.n_batch > (int64_t)p.n_ctx * p.n_seq) p.n_batch = p.n_ctx * p.n_seq;
@@ -189,7 +190,8 @@ bitnet_status bitnet_eval(bitnet_context *c, const int32_t *tokens, int n_tokens
     for (int done = 0; done < n_tokens;) {
         int n = n_tokens - done < c->st.n_batch ? n_tokens - done : c->st.n_batch;
         bn_logits_want want = all ? BN_LOGITS_ALL : (done + n == n_tokens ? BN_LOGITS_LAST : BN_LOGITS_NONE);
-        bn_forward(c->model, c->be, &c->st, tokens + done, n, c->n_past[0], want, all ? c->logits + (size_t)done * V : c->logits);
+        bn_forward(c->model, c->be, &c->st, tokens + done, n, c->n_past[0], want,
+                   all ? c->logits + (size_t)done * V : c->logits);
         if (c->be->ops->status && (rc = c->be->ops->status(c->be, err)) != BITNET_OK) {
             c->n_eval = 0; /* the logits are not valid */
             return rc;
@@ -255,8 +257,8 @@ static bitnet_status plan_batch(bitnet_context *c, const bitnet_batch *b, int *n
     for (int i = 0; i < b->n_tokens; i++) {
         int s = b->seq ? b->seq[i] : 0;
         if (s < 0 || s >= S)
-            return bn_fail(err, BITNET_E_INVALID_ARG, "sequence id %d at index %d does not exist (this context has %d: 0..%d)",
-                           s, i, S, S - 1);
+            return bn_fail(err, BITNET_E_INVALID_ARG,
+                           "sequence id %d at index %d does not exist (this context has %d: 0..%d)", s, i, S, S - 1);
         if (b->tokens[i] < 0 || b->tokens[i] >= V)
             return bn_fail(err, BITNET_E_INVALID_ARG, "token id %d at index %d is outside the vocabulary (0..%d)",
                            b->tokens[i], i, V - 1);

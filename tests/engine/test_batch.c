@@ -266,7 +266,8 @@ static void test_mixed_with_eval(void **state) {
     expect_close(bitnet_get_logits(ctx, 2), r0 + (size_t)5 * V, V, "batch after eval");
     expect_close(bitnet_get_logits(ctx, -1), r1 + (size_t)3 * V, V, "second sequence");
     assert_int_equal(bitnet_eval(ctx, t0 + 6, 4, BITNET_LOGITS_ALL, &err), BITNET_OK);
-    for (int i = 0; i < 4; i++) expect_close(bitnet_get_logits(ctx, i), r0 + (size_t)(6 + i) * V, V, "eval after batch");
+    for (int i = 0; i < 4; i++)
+        expect_close(bitnet_get_logits(ctx, i), r0 + (size_t)(6 + i) * V, V, "eval after batch");
     assert_int_equal(bitnet_seq_n_past(ctx, 0), 10);
     assert_int_equal(bitnet_seq_n_past(ctx, 1), 4);
     /* bitnet_kv_truncate is sequence 0's */
