@@ -202,6 +202,9 @@ typedef struct bitnet_context_params {
     int n_threads;        /* CPU threads; 0 = number of physical cores           */
     const char *device;   /* "auto" (default: a GPU when usable, else the CPU),
                              "cpu", "cuda" or "cuda:N"; NULL = "auto"            */
+    int n_seq;            /* independent sequences (default 1): each has its own
+                             n_ctx-token KV cache (memory grows with n_seq) and
+                             its own position; see bitnet_eval_batch             */
 } bitnet_context_params;
 
 void bitnet_context_params_default(bitnet_context_params *params);
@@ -230,12 +233,45 @@ typedef enum bitnet_logits_mode {
 bitnet_status bitnet_eval(bitnet_context *ctx, const int32_t *tokens, int n_tokens,
                           bitnet_logits_mode mode, bitnet_error *err);
 
-/* Logits of the i-th token of the last eval (i = -1: the last one). Valid until
- * the next eval; NULL when that position's logits were not kept. Length n_vocab. */
+/* Logits of the i-th token of the last bitnet_eval or bitnet_eval_batch
+ * (i = -1: the last one). Valid until the next eval; NULL when that token's
+ * logits were not kept. Length n_vocab. */
 const float *bitnet_get_logits(const bitnet_context *ctx, int i);
 
-/* Forgets every token at position >= n_keep (0 clears the cache). */
+/* Forgets every token of sequence 0 at position >= n_keep (0 clears it). */
 bitnet_status bitnet_kv_truncate(bitnet_context *ctx, int n_keep, bitnet_error *err);
+
+/* ------------------------------------------------ several sequences -- */
+
+/* A context made with n_seq > 1 holds that many independent sequences (for
+ * batched decoding: one step evaluates a token of each). bitnet_eval,
+ * bitnet_context_n_past and bitnet_kv_truncate act on sequence 0. */
+
+/* Tokens for one bitnet_eval_batch. Token i belongs to sequence seq[i] and
+ * is appended at that sequence's next position: tokens of one sequence are
+ * taken in array order, and may be interleaved with other sequences'. */
+typedef struct bitnet_batch {
+    int n_tokens;
+    const int32_t *tokens; /* n_tokens ids                                      */
+    const int32_t *seq;    /* n_tokens sequence ids in [0, n_seq); NULL: all 0   */
+    const int8_t *logits;  /* logits[i] != 0: keep token i's logits; NULL: keep
+                              the last token's of each sequence in the batch    */
+} bitnet_batch;
+
+/* Evaluates a batch (split into n_batch-token steps when larger). Checks
+ * everything before evaluating anything: BITNET_E_INVALID_ARG for a sequence
+ * id or token id out of range, BITNET_E_CONTEXT_FULL when a sequence's tokens
+ * would not fit in its n_ctx; on either, nothing changes. Kept logits are
+ * read with bitnet_get_logits(ctx, i), i the index in the batch. */
+bitnet_status bitnet_eval_batch(bitnet_context *ctx, const bitnet_batch *batch, bitnet_error *err);
+
+int bitnet_context_n_seq(const bitnet_context *ctx);
+/* Tokens held for sequence `seq` (its next position); -1 for a bad id. */
+int bitnet_seq_n_past(const bitnet_context *ctx, int seq);
+/* Forgets every token of sequence `seq` at position >= n_keep (0 clears it,
+ * so that the slot can take a new sequence). Other sequences, and the logits
+ * of the last eval, are untouched. */
+bitnet_status bitnet_seq_truncate(bitnet_context *ctx, int seq, int n_keep, bitnet_error *err);
 
 /* -------------------------------------------------------------- profiling -- */
 

@@ -6,7 +6,7 @@
 # ./gpu-check-out); a summary is printed last. Exit status 1 if any check fails.
 #
 # usage: scripts/gpu-check.sh [--prebuilt DIR] [--kit DIR] [--models "m1 m2"] [--no-bench] [--no-sanitizer]
-#   --prebuilt DIR  use DIR/{bitnet,test_cuda_kernels,bench_cuda} (and the shared
+#   --prebuilt DIR  use DIR/{bitnet,test_cuda_kernels,test_cuda_batch,bench_cuda} (and the shared
 #                   libraries in DIR/lib, if any) instead of building — for machines
 #                   without the build dependencies
 #   --kit DIR       the conformance kit (default: .kit if present, else ../shared/conformance)
@@ -51,11 +51,13 @@ nvidia-smi -L 2>&1 | tee -a "$SUMMARY"
 if [ -z "$BIN" ]; then
   BIN=build-gpu
   run build bash -c "cmake -S . -B $BIN -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 &&
-                     cmake --build $BIN -j$(nproc) --target bitnet test_cuda_kernels bench_cuda"
+                     cmake --build $BIN -j$(nproc) --target bitnet test_cuda_kernels test_cuda_batch bench_cuda"
 fi
 [ -d "$BIN/lib" ] && export LD_LIBRARY_PATH="$PWD/$BIN/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 run kernels "$BIN/test_cuda_kernels"
+# Multi-sequence batches (bitnet_eval_batch) on the GPU against the CPU.
+[ -x "$BIN/test_cuda_batch" ] && run batch bash -c "'$BIN/test_cuda_batch' | tee /dev/stderr | grep -q 'cuda batch: PASS'"
 
 # Conformance: every model of the kit, every format present, on the GPU.
 if [ -z "$MODELS" ]; then
@@ -76,6 +78,8 @@ gguf="$KIT/$first/gguf/$first-i2_s.gguf"
 if [ "$SANITIZER" = 1 ] && [ -f "$gguf" ] && command -v compute-sanitizer > /dev/null; then
   run memcheck compute-sanitizer --tool memcheck --error-exitcode 1 \
       "$BIN/bitnet" run -m "$gguf" -p "Once upon a time" -n 24 --temp 0 --device cuda -v
+  [ -x "$BIN/test_cuda_batch" ] && run memcheck-batch compute-sanitizer --tool memcheck --error-exitcode 1 \
+      "$BIN/test_cuda_batch"
   run generate-cpu-vs-cuda bash -c "
       a=\$('$BIN/bitnet' run -m '$gguf' -p 'Once upon a time' -n 24 --temp 0 --device cpu 2>/dev/null);
       b=\$('$BIN/bitnet' run -m '$gguf' -p 'Once upon a time' -n 24 --temp 0 --device cuda 2>/dev/null);

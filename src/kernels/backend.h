@@ -23,7 +23,10 @@ typedef struct bn_backend bn_backend;
 
 /* One layer's KV cache: keys and values of n_kv_head heads for n_ctx
  * positions, laid out [head][pos][head_dim] so that attention streams one
- * head's keys contiguously. */
+ * head's keys contiguously. A context of several sequences holds n_seq such
+ * caches back to back ([seq][head][pos][head_dim]): one sequence's cache is
+ * the single-sequence layout at an offset, so the single-sequence operations
+ * serve it unchanged. */
 typedef struct bn_kv_layer {
     void *k, *v;
 } bn_kv_layer;
@@ -65,6 +68,21 @@ typedef struct bn_backend_ops {
      * positions 0..pos0+t, writing out ([n_tok x n_head*head_dim]). */
     void (*attention)(bn_backend *be, const bn_kv_layer *kv, const bn_attn_shape *s, const float *q,
                       const float *k, const float *v, int n_tok, int pos0, float *out);
+    /* Multi-sequence batches (optional: NULL when the backend has none; the
+     * forward pass then fails such batches with BITNET_E_UNSUPPORTED). Token
+     * t has its own position pos[t] and sequence seq[t]; both arrays are host
+     * memory of n_tok entries, read before the call returns.
+     * rope_batch: as rope, token t at position pos[t]. */
+    void (*rope_batch)(bn_backend *be, float *x, int n_tok, int n_head, int head_dim, const int32_t *pos,
+                       float theta, int neox);
+    /* attention_batch: kv holds every sequence's cache, sequence s's at
+     * element offset s * seq_stride (s->n_ctx positions each). Stores each
+     * token's k, v at (seq[t], pos[t]); then token t attends causally over
+     * positions 0..pos[t] of sequence seq[t] (tokens of one sequence in the
+     * batch see each other's keys, as in `attention`). */
+    void (*attention_batch)(bn_backend *be, const bn_kv_layer *kv, int64_t seq_stride, const bn_attn_shape *s,
+                            const float *q, const float *k, const float *v, int n_tok, const int32_t *seq,
+                            const int32_t *pos, float *out);
     /* g = act(g) * u, n elements. */
     void (*glu)(bn_backend *be, float *g, const float *u, int64_t n, bn_glu_act act);
     /* x += y, n elements. */

@@ -52,10 +52,18 @@ static int imax(int a, int b) { return a > b ? a : b; }
 
 bitnet_status bn_forward_state_init(bn_forward_state *st, const bitnet_model *m, bn_backend *be, int n_ctx,
                                     int n_batch, bitnet_error *err) {
+    return bn_forward_state_init_seq(st, m, be, n_ctx, n_batch, 1, err);
+}
+
+bitnet_status bn_forward_state_init_seq(bn_forward_state *st, const bitnet_model *m, bn_backend *be, int n_ctx,
+                                        int n_batch, int n_seq, bitnet_error *err) {
     const bn_hparams *hp = &m->hp;
     memset(st, 0, sizeof *st);
+    if (n_seq < 1) return bn_fail(err, BITNET_E_INVALID_ARG, "n_seq must be at least 1");
     st->n_ctx = n_ctx;
     st->n_batch = n_batch;
+    st->n_seq = n_seq;
+    st->seq_stride = (int64_t)hp->n_head_kv * hp->head_dim * n_ctx;
     st->logits_rows = n_batch < LOGITS_CHUNK ? n_batch : LOGITS_CHUNK;
     size_t B = (size_t)n_batch, E = (size_t)hp->n_embd, Q = (size_t)hp->n_head * hp->head_dim;
     size_t KV = (size_t)hp->n_head_kv * hp->head_dim, F = (size_t)hp->n_ff;
@@ -63,7 +71,7 @@ bitnet_status bn_forward_state_init(bn_forward_state *st, const bitnet_model *m,
     void *(*A)(bn_backend *, size_t) = be->ops->alloc;
     st->kv = calloc((size_t)hp->n_layer, sizeof *st->kv);
     if (!st->kv) return bn_fail(err, BITNET_E_NOMEM, "out of memory");
-    size_t kv_bytes = KV * (size_t)n_ctx * be->ops->kv_elem_size;
+    size_t kv_bytes = KV * (size_t)n_ctx * (size_t)n_seq * be->ops->kv_elem_size;
     int ok = 1;
     for (int l = 0; l < hp->n_layer && ok; l++) {
         st->kv[l].k = A(be, kv_bytes);
@@ -77,7 +85,8 @@ bitnet_status bn_forward_state_init(bn_forward_state *st, const bitnet_model *m,
          (st->qa.scale = A(be, B * 4)) && (st->qa.sum = A(be, B * 4));
     if (!ok) {
         bn_forward_state_free(st, m, be);
-        return bn_fail(err, BITNET_E_NOMEM, "out of memory for a %d-token KV cache and %d-token batch buffers", n_ctx,
+        return bn_fail(err, BITNET_E_NOMEM,
+                       "out of memory for a KV cache of %d x %d tokens and %d-token batch buffers", n_seq, n_ctx,
                        n_batch);
     }
     return BITNET_OK;
@@ -97,8 +106,22 @@ void bn_forward_state_free(bn_forward_state *st, const bitnet_model *m, bn_backe
     memset(st, 0, sizeof *st);
 }
 
+/* Where a step's tokens sit. pos == NULL: one sequence, seq0, at positions
+ * pos0..; otherwise token t is at pos[t] of sequence seq[t]. */
+typedef struct step_pos {
+    int pos0, seq0;
+    const int32_t *pos, *seq;
+} step_pos;
+
+/* Layer l's cache of sequence `seq`: the single-sequence layout at an offset. */
+static bn_kv_layer seq_kv(const bn_backend *be, const bn_forward_state *st, int l, int seq) {
+    size_t off = (size_t)seq * (size_t)st->seq_stride * be->ops->kv_elem_size;
+    bn_kv_layer kv = {(char *)st->kv[l].k + off, (char *)st->kv[l].v + off};
+    return kv;
+}
+
 static void attention_block(const bitnet_model *m, bn_backend *be, bn_forward_state *st, const bn_layer *L, int l,
-                            int n, int pos0) {
+                            int n, const step_pos *sp) {
     const bn_hparams *hp = &m->hp;
     const bn_backend_ops *o = be->ops;
     int E = hp->n_embd, Q = hp->n_head * hp->head_dim;
@@ -107,10 +130,18 @@ static void attention_block(const bitnet_model *m, bn_backend *be, bn_forward_st
     OP(TERNARY_MATMUL, o->matmul_ternary(be, &L->wq, &st->qa, n, st->q));
     OP(TERNARY_MATMUL, o->matmul_ternary(be, &L->wk, &st->qa, n, st->k));
     OP(TERNARY_MATMUL, o->matmul_ternary(be, &L->wv, &st->qa, n, st->v));
-    OP(ATTENTION, o->rope(be, st->q, n, hp->n_head, hp->head_dim, pos0, hp->rope_theta, hp->rope_neox));
-    OP(ATTENTION, o->rope(be, st->k, n, hp->n_head_kv, hp->head_dim, pos0, hp->rope_theta, hp->rope_neox));
     bn_attn_shape s = {hp->n_head, hp->n_head_kv, hp->head_dim, st->n_ctx};
-    OP(ATTENTION, o->attention(be, &st->kv[l], &s, st->q, st->k, st->v, n, pos0, st->att));
+    if (!sp->pos) {
+        bn_kv_layer kv = seq_kv(be, st, l, sp->seq0);
+        OP(ATTENTION, o->rope(be, st->q, n, hp->n_head, hp->head_dim, sp->pos0, hp->rope_theta, hp->rope_neox));
+        OP(ATTENTION, o->rope(be, st->k, n, hp->n_head_kv, hp->head_dim, sp->pos0, hp->rope_theta, hp->rope_neox));
+        OP(ATTENTION, o->attention(be, &kv, &s, st->q, st->k, st->v, n, sp->pos0, st->att));
+    } else {
+        OP(ATTENTION, o->rope_batch(be, st->q, n, hp->n_head, hp->head_dim, sp->pos, hp->rope_theta, hp->rope_neox));
+        OP(ATTENTION, o->rope_batch(be, st->k, n, hp->n_head_kv, hp->head_dim, sp->pos, hp->rope_theta, hp->rope_neox));
+        OP(ATTENTION, o->attention_batch(be, &st->kv[l], st->seq_stride, &s, st->q, st->k, st->v, n, sp->seq, sp->pos,
+                                         st->att));
+    }
     if (L->attn_sub_norm.data) OP(NORM_QUANT, o->rmsnorm(be, st->att, &L->attn_sub_norm, n, Q, hp->rms_eps, st->att));
     OP(NORM_QUANT, o->quantize(be, st->att, n, Q, &st->qa));
     OP(TERNARY_MATMUL, o->matmul_ternary(be, &L->wo, &st->qa, n, st->tmp));
@@ -132,21 +163,21 @@ static void ffn_block(const bitnet_model *m, bn_backend *be, bn_forward_state *s
     OP(OTHER, o->add(be, st->x, st->tmp, (int64_t)n * E));
 }
 
-void bn_forward(const bitnet_model *m, bn_backend *be, bn_forward_state *st, const int32_t *tokens, int n_tok,
-                int pos0, bn_logits_want want, float *logits_host) {
-    const bn_hparams *hp = &m->hp;
+static void layers(const bitnet_model *m, bn_backend *be, bn_forward_state *st, const int32_t *tokens, int n_tok,
+                   const step_pos *sp) {
     const bn_backend_ops *o = be->ops;
     OP(OTHER, o->embed(be, &m->tok_embd, tokens, n_tok, st->x));
-    for (int l = 0; l < hp->n_layer; l++) {
-        attention_block(m, be, st, &m->layers[l], l, n_tok, pos0);
+    for (int l = 0; l < m->hp.n_layer; l++) {
+        attention_block(m, be, st, &m->layers[l], l, n_tok, sp);
         ffn_block(m, be, st, &m->layers[l], n_tok);
     }
-    /* Only the rows whose logits are wanted go through the head: for
-     * generation that is the last token, which saves (n_tok - 1) head reads. */
-    if (want == BN_LOGITS_NONE) return;
-    int first = want == BN_LOGITS_ALL ? 0 : n_tok - 1, n_out = n_tok - first;
-    const float *x = st->x + (int64_t)first * hp->n_embd;
-    OP(NORM_QUANT, o->rmsnorm(be, x, &m->output_norm, n_out, hp->n_embd, hp->rms_eps, st->xn));
+}
+
+/* The output head over the first n_out rows of st->xn (already normed), in
+ * chunks of logits_rows, into logits_host ([n_out x n_vocab]). */
+static void head(const bitnet_model *m, bn_backend *be, bn_forward_state *st, int n_out, float *logits_host) {
+    const bn_hparams *hp = &m->hp;
+    const bn_backend_ops *o = be->ops;
     for (int r = 0; r < n_out; r += st->logits_rows) {
         int nr = n_out - r < st->logits_rows ? n_out - r : st->logits_rows;
         const float *xr = st->xn + (int64_t)r * hp->n_embd;
@@ -154,4 +185,56 @@ void bn_forward(const bitnet_model *m, bn_backend *be, bn_forward_state *st, con
         OP(OTHER, o->to_host(be, logits_host + (int64_t)r * hp->n_vocab, st->logits,
                              (size_t)nr * hp->n_vocab * sizeof(float)));
     }
+}
+
+void bn_forward(const bitnet_model *m, bn_backend *be, bn_forward_state *st, const int32_t *tokens, int n_tok,
+                int pos0, bn_logits_want want, float *logits_host) {
+    const bn_hparams *hp = &m->hp;
+    const bn_backend_ops *o = be->ops;
+    step_pos sp = {pos0, 0, NULL, NULL};
+    layers(m, be, st, tokens, n_tok, &sp);
+    /* Only the rows whose logits are wanted go through the head: for
+     * generation that is the last token, which saves (n_tok - 1) head reads. */
+    if (want == BN_LOGITS_NONE) return;
+    int first = want == BN_LOGITS_ALL ? 0 : n_tok - 1, n_out = n_tok - first;
+    const float *x = st->x + (int64_t)first * hp->n_embd;
+    OP(NORM_QUANT, o->rmsnorm(be, x, &m->output_norm, n_out, hp->n_embd, hp->rms_eps, st->xn));
+    head(m, be, st, n_out, logits_host);
+}
+
+/* 1 when every token of b is in one sequence at consecutive positions. */
+static int one_sequence(const bn_batch_step *b) {
+    for (int t = 1; t < b->n_tok; t++)
+        if (b->seq[t] != b->seq[0] || b->pos[t] != b->pos[0] + t) return 0;
+    return 1;
+}
+
+bitnet_status bn_forward_batch(const bitnet_model *m, bn_backend *be, bn_forward_state *st, const bn_batch_step *b,
+                               float *logits_host, bitnet_error *err) {
+    const bn_hparams *hp = &m->hp;
+    const bn_backend_ops *o = be->ops;
+    if (b->n_tok < 1 || b->n_tok > st->n_batch || b->n_out < 0 || b->n_out > b->n_tok)
+        return bn_fail(err, BITNET_E_INTERNAL, "bn_forward_batch: %d tokens, %d outputs, n_batch %d", b->n_tok,
+                       b->n_out, st->n_batch);
+    step_pos sp = {b->pos[0], b->seq[0], NULL, NULL};
+    if (!one_sequence(b)) {
+        if (!o->rope_batch || !o->attention_batch)
+            return bn_fail(err, BITNET_E_UNSUPPORTED,
+                           "the %s backend cannot evaluate several sequences in one step (no batched attention)",
+                           o->name);
+        sp.pos = b->pos, sp.seq = b->seq;
+    }
+    layers(m, be, st, b->tokens, b->n_tok, &sp);
+    /* Gather the wanted rows into xn, normed: one call per run of
+     * consecutive rows (decode steps want every row: one call). */
+    for (int i = 0; i < b->n_out;) {
+        int j = i + 1;
+        while (j < b->n_out && b->out_rows[j] == b->out_rows[j - 1] + 1) j++;
+        const float *x = st->x + (int64_t)b->out_rows[i] * hp->n_embd;
+        OP(NORM_QUANT, o->rmsnorm(be, x, &m->output_norm, j - i, hp->n_embd, hp->rms_eps,
+                                  st->xn + (int64_t)i * hp->n_embd));
+        i = j;
+    }
+    head(m, be, st, b->n_out, logits_host);
+    return BITNET_OK;
 }

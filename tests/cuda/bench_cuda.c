@@ -5,11 +5,12 @@
  * Prints: the device-to-device copy bandwidth (the practical HBM ceiling,
  * bytes read + written), prefill pp512 tok/s, batch-1 decode tok/s (CUDA
  * graph on and off) with its share of the HBM roofline (bytes a token must
- * read: ternary codes, F16 head, KV cache, over the measured bandwidth), and
- * the throughput of steps of B tokens at once (B = 1, 8, 64, 256; one
- * sequence, every token's logits copied back — the engine has no
- * multi-sequence batching yet, so this is the weight-side proxy of batched
- * decode).
+ * read: ternary codes, F16 head, KV cache, over the measured bandwidth), the
+ * throughput of steps of B tokens of one sequence (B = 1, 8, 64, 256; the
+ * weight-side proxy of batched decode), and batched decode proper: B
+ * sequences (B = 1, 8, 64, 256) with 128-token prompts, each step one token
+ * of every sequence (bn_forward_batch, every sequence's logits copied back),
+ * as aggregate tok/s and time per step.
  *
  * usage: bench_cuda [--layers N] [--steps N] [--quick] [--decode-only]
  * (--decode-only: only the graph decode steps, for profilers) */
@@ -108,21 +109,63 @@ static double time_decode(bench *b, int pos0, int steps) {
     return steps / t;
 }
 
-static int make_backend(bench *b, int graphs, int n_ctx, int n_batch) {
+static int make_backend_seq(bench *b, int graphs, int n_ctx, int n_batch, int n_seq) {
     bitnet_error err;
     if (!graphs) setenv("BITNET_CUDA_GRAPH", "0", 1);
     bitnet_status rc = bn_backend_cuda_create(&b->be, 0, &err);
     unsetenv("BITNET_CUDA_GRAPH");
     if (!rc) rc = b->be->ops->prepare_model(b->be, &b->m, &err);
-    if (!rc) rc = bn_forward_state_init(&b->st, &b->m, b->be, n_ctx, n_batch, &err);
+    if (!rc) rc = bn_forward_state_init_seq(&b->st, &b->m, b->be, n_ctx, n_batch, n_seq, &err);
     if (rc) fprintf(stderr, "bench_cuda: %s\n", err.message);
     return rc == BITNET_OK;
+}
+
+static int make_backend(bench *b, int graphs, int n_ctx, int n_batch) {
+    return make_backend_seq(b, graphs, n_ctx, n_batch, 1);
 }
 
 static void drop_backend(bench *b) {
     bn_forward_state_free(&b->st, &b->m, b->be);
     b->be->ops->destroy(b->be);
     b->be = NULL;
+}
+
+/* Batched decode of B sequences (a backend with n_seq >= B): each gets a
+ * prompt of `prompt` tokens (one sequence per step, not timed), then `steps`
+ * steps of one token per sequence, every sequence's logits copied back.
+ * Returns the aggregate tok/s (B * steps / time) and *ms the time per step;
+ * -1 on a failure. */
+static double time_batched_decode(bench *b, int B, int prompt, int steps, double *ms) {
+    int32_t *seq = malloc((size_t)B * sizeof *seq), *pos = malloc((size_t)B * sizeof *pos);
+    int32_t *rows = malloc((size_t)B * sizeof *rows), *ppos = malloc((size_t)prompt * sizeof *ppos);
+    int32_t *pseq = malloc((size_t)prompt * sizeof *pseq);
+    double tps = -1.0;
+    bitnet_error err;
+    if (!seq || !pos || !rows || !ppos || !pseq) goto done;
+    for (int s = 0; s < B; s++) {
+        for (int i = 0; i < prompt; i++) ppos[i] = i, pseq[i] = s;
+        int32_t last = prompt - 1;
+        bn_batch_step p = {prompt, b->tok + (s % 64), pseq, ppos, &last, 1};
+        if (bn_forward_batch(&b->m, b->be, &b->st, &p, b->logits, &err)) goto fail;
+    }
+    for (int s = 0; s < B; s++) seq[s] = s, rows[s] = s;
+    double t0 = 0.0;
+    for (int i = -2; i < steps; i++) { /* two warm-up steps */
+        if (i == 0) t0 = now_s();
+        for (int s = 0; s < B; s++) pos[s] = prompt + 2 + i;
+        bn_batch_step d = {B, b->tok + ((i + 2) % 256), seq, pos, rows, B};
+        if (bn_forward_batch(&b->m, b->be, &b->st, &d, b->logits, &err)) goto fail;
+    }
+    double t = now_s() - t0;
+    if (b->be->ops->status && b->be->ops->status(b->be, &err) != BITNET_OK) goto fail;
+    tps = (double)B * steps / t;
+    *ms = 1e3 * t / steps;
+    goto done;
+fail:
+    printf("batched decode FAILED: %s\n", err.message);
+done:
+    free(seq), free(pos), free(rows), free(ppos), free(pseq);
+    return tps;
 }
 
 int main(int argc, char **argv) {
@@ -183,11 +226,22 @@ int main(int argc, char **argv) {
         int B = (int[]){1, 8, 64, 256}[i];
         double tl = time_forward(&b, B, pos0, BN_LOGITS_LAST, quick ? 2 : 5);
         double ta = time_forward(&b, B, pos0, BN_LOGITS_ALL, quick ? 2 : 5);
-        printf("step of %3d tokens: %8.0f tok/s with every token's logits copied back (%.2f ms), %8.0f tok/s "
-               "last logits only (%.2f ms)\n",
+        printf("one sequence, step of %3d tokens: %8.0f tok/s with every token's logits copied back (%.2f ms), "
+               "%8.0f tok/s last logits only (%.2f ms)\n",
                B, B / ta, ta * 1e3, B / tl, tl * 1e3);
     }
     drop_backend(&b);
+
+    /* Batched decode: B sequences of 128-token prompts, one token each per step. */
+    for (int i = 0; i < 4; i++) {
+        int B = (int[]){1, 8, 64, 256}[i], prompt = 128, bsteps = steps < 64 ? steps : 64;
+        if (!make_backend_seq(&b, 1, prompt + 2 + bsteps, max_b, B)) return 1;
+        double ms = 0.0, t = time_batched_decode(&b, B, prompt, bsteps, &ms);
+        if (t > 0)
+            printf("batched decode, %3d sequences at positions %d..%d: %8.0f tok/s aggregate, %.2f ms per step\n", B,
+                   prompt + 2, prompt + 1 + bsteps, t, ms);
+        drop_backend(&b);
+    }
 
     if (!make_backend(&b, 0, n_ctx, max_b)) return 1;
     double tg_ng = time_decode(&b, pos0, steps / 2);

@@ -40,8 +40,10 @@ static int usage(void) {
            "  -p LIST               prompt lengths (default 128,512; 0 = none)\n"
            "  -n LIST               generation lengths (default 128; 0 = none)\n"
            "  -t LIST               thread counts (default: the number of cores)\n"
-           "  -b LIST               sequences per step (default 1; batching of several sequences\n"
-           "                        is not implemented yet: values > 1 are reported as skipped)\n"
+           "  -b LIST               sequences per step (default 1). With B > 1, ppN evaluates B\n"
+           "                        prompts of N tokens together and tgN decodes B sequences, one\n"
+           "                        token each per step; tok/s is the aggregate of all B, latency\n"
+           "                        is per step\n"
            "  -r N                  repetitions of each test (default 3): mean ± sd\n"
            "  --device D            auto|cpu|cuda|cuda:N (default auto)\n"
            "  --head auto|q8_0      output head as stored, or an int8 copy made at load\n"
@@ -160,10 +162,9 @@ static void add_rows(bench_result *r, const int_list *lens, int is_gen, int thre
         w->threads = threads;
         w->batch = batch;
         w->status = BENCH_NOT_RUN;
-        if (batch > 1) {
-            w->status = BENCH_SKIPPED;
-            snprintf(w->note, sizeof w->note, "batching of several sequences is not implemented yet");
-        }
+        if (batch > 1)
+            snprintf(w->note, sizeof w->note, "%d sequences: aggregate tok/s%s", batch,
+                     is_gen ? ", latency per step" : "");
     }
 }
 
@@ -189,6 +190,12 @@ typedef struct bench_run {
     int32_t start, *ids; /* first generated-from token; prompt ids */
 } bench_run;
 
+/* Empties every sequence of the context. */
+static void clear_all(bitnet_context *ctx) {
+    bitnet_kv_truncate(ctx, 0, NULL);
+    for (int s = 1; s < bitnet_context_n_seq(ctx); s++) bitnet_seq_truncate(ctx, s, 0, NULL);
+}
+
 static void fill_tok_s(bench_row *w, const double *tps, int n, int partial) {
     w->reps = n;
     w->tok_s_mean = bench_mean(tps, n);
@@ -207,27 +214,60 @@ static void profile_end(bench_run *b, bench_row *w) {
     bitnet_context_set_profiling(b->ctx, 0);
 }
 
-/* ppN: N tokens evaluated in one call, from an empty cache. */
+/* The batch of ppN at batch B: B prompts of N tokens (each sequence its own
+ * slice of the ids), sequence after sequence. Returns NULL when out of memory. */
+static bitnet_batch *pp_batch(const bench_run *b, const bench_row *w) {
+    int n = w->n_tokens * w->batch;
+    bitnet_batch *bt = calloc(1, sizeof *bt);
+    int32_t *tok = malloc((size_t)n * sizeof *tok), *seq = malloc((size_t)n * sizeof *seq);
+    if (!bt || !tok || !seq) return free(bt), free(tok), free(seq), NULL;
+    for (int i = 0; i < n; i++) {
+        seq[i] = i / w->n_tokens;
+        tok[i] = b->ids[(i + seq[i] * 7) % w->n_tokens]; /* distinct prompts of the same tokens */
+    }
+    bt->n_tokens = n, bt->tokens = tok, bt->seq = seq;
+    return bt;
+}
+
+static void pp_batch_free(bitnet_batch *bt) {
+    if (!bt) return;
+    free((void *)bt->tokens);
+    free((void *)bt->seq);
+    free(bt);
+}
+
+/* One ppN evaluation: bitnet_eval at batch 1, one bitnet_eval_batch of all
+ * prompts otherwise. */
+static bitnet_status pp_eval(bench_run *b, const bench_row *w, const bitnet_batch *bt, bitnet_error *err) {
+    if (!bt) return bitnet_eval(b->ctx, b->ids, w->n_tokens, BITNET_LOGITS_LAST, err);
+    return bitnet_eval_batch(b->ctx, bt, err);
+}
+
+/* ppN: N tokens (of each of the B sequences) evaluated in one call, from an
+ * empty cache. */
 static int run_pp(bench_run *b, bench_row *w) {
     double tps[MAX_REPS];
-    int done = 0, reps = b->o->reps;
+    int done = 0, reps = b->o->reps, n_all = w->n_tokens * w->batch;
     bitnet_error err;
+    bitnet_batch *bt = w->batch > 1 ? pp_batch(b, w) : NULL;
+    if (w->batch > 1 && !bt) return cli_error(CMD, "out of memory"), -1;
     profile_begin(b, w);
     for (; done < reps && !bench_interrupted(); done++) {
-        bitnet_kv_truncate(b->ctx, 0, NULL);
+        clear_all(b->ctx);
         double t0 = bench_now();
-        if (bitnet_eval(b->ctx, b->ids, w->n_tokens, BITNET_LOGITS_LAST, &err) != BITNET_OK)
-            return cli_error(CMD, "%s: %s", w->test, err.message), -1;
-        bench_sleep_us(b->o->delay_us * w->n_tokens);
-        w->slept_s += b->o->delay_us * w->n_tokens * 1e-6;
+        if (pp_eval(b, w, bt, &err) != BITNET_OK)
+            return pp_batch_free(bt), cli_error(CMD, "%s: %s", w->test, err.message), -1;
+        bench_sleep_us(b->o->delay_us * n_all);
+        w->slept_s += b->o->delay_us * n_all * 1e-6;
         double dt = bench_now() - t0;
         w->wall_s += dt;
-        tps[done] = w->n_tokens / dt;
+        tps[done] = n_all / dt;
         if (!b->o->quiet)
             bench_progress(1, "bench: %s threads %d: rep %d/%d %.2f tok/s", w->test, w->threads, done + 1, reps,
                            tps[done]);
     }
     profile_end(b, w);
+    pp_batch_free(bt);
     fill_tok_s(w, tps, done, done < reps);
     return 0;
 }
@@ -265,24 +305,113 @@ static int gen_rep(bench_run *b, bench_row *w, double *lat, double *total) {
     return w->n_tokens;
 }
 
-/* tgN: N tokens one at a time from an empty cache. Latency percentiles cover
- * every timed token, including those of a repetition cut short by Ctrl-C. */
+/* Samplers for B sequences: copies of the bench's settings, one per
+ * sequence (each keeps its own penalty history). */
+static bitnet_sampler **new_samplers(int n) {
+    bitnet_sampler **v = calloc((size_t)n, sizeof *v);
+    bitnet_sampler_params sp;
+    bitnet_sampler_params_default(&sp);
+    for (int i = 0; v && i < n; i++) {
+        sp.seed = 1234 + (uint64_t)i;
+        if (bitnet_sampler_new(&sp, &v[i], NULL) != BITNET_OK) {
+            while (i--) bitnet_sampler_free(v[i]);
+            free(v);
+            return NULL;
+        }
+    }
+    return v;
+}
+
+static void free_samplers(bitnet_sampler **v, int n) {
+    for (int i = 0; v && i < n; i++) bitnet_sampler_free(v[i]);
+    free(v);
+}
+
+/* One batched generation repetition: n steps, each one bitnet_eval_batch of
+ * one token per sequence, then a token sampled for each; lat receives each
+ * step's seconds. Returns the steps done, -1 on an error. */
+static int gen_rep_batch(bench_run *b, bench_row *w, bitnet_sampler **smp, int32_t *tok, int32_t *seq, double *lat,
+                         double *total) {
+    bitnet_error err;
+    int B = w->batch;
+    clear_all(b->ctx);
+    for (int s = 0; s < B; s++) {
+        tok[s] = (int32_t)((b->start + s) % b->n_vocab); /* a different first token per sequence */
+        seq[s] = s;
+        bitnet_sampler_reset(smp[s]);
+    }
+    bitnet_batch bt = {B, tok, seq, NULL};
+    double last_progress = bench_now();
+    for (int i = 0; i < w->n_tokens; i++) {
+        if (bench_interrupted()) return i;
+        double t0 = bench_now();
+        if (bitnet_eval_batch(b->ctx, &bt, &err) != BITNET_OK)
+            return cli_error(CMD, "%s: %s", w->test, err.message), -1;
+        bench_sleep_us(b->o->delay_us * B);
+        w->slept_s += b->o->delay_us * B * 1e-6;
+        double t1 = bench_now();
+        for (int s = 0; s < B; s++) {
+            tok[s] = bitnet_sampler_sample(smp[s], bitnet_get_logits(b->ctx, s), b->n_vocab);
+            if (tok[s] < 0) return cli_error(CMD, "sampling failed"), -1;
+            bitnet_sampler_accept(smp[s], tok[s]);
+        }
+        double t2 = bench_now();
+        lat[i] = t2 - t0;
+        *total += t2 - t0;
+        w->sampling_s += t2 - t1;
+        if (!b->o->quiet && t2 - last_progress > 0.5) {
+            bench_progress(0, "bench: %s batch %d threads %d: rep %d/%d step %d/%d", w->test, B, w->threads,
+                           w->reps + 1, b->o->reps, i + 1, w->n_tokens);
+            last_progress = t2;
+        }
+    }
+    return w->n_tokens;
+}
+
+/* Work arrays of a batched tgN: samplers, tokens and sequence ids. */
+typedef struct tg_batch {
+    bitnet_sampler **smp;
+    int32_t *tok, *seq;
+} tg_batch;
+
+static int tg_batch_init(tg_batch *t, int B) {
+    t->smp = B > 1 ? new_samplers(B) : NULL;
+    t->tok = malloc((size_t)B * sizeof *t->tok);
+    t->seq = malloc((size_t)B * sizeof *t->seq);
+    return (B == 1 || t->smp) && t->tok && t->seq;
+}
+
+static void tg_batch_free(tg_batch *t, int B) {
+    free_samplers(t->smp, B);
+    free(t->tok);
+    free(t->seq);
+}
+
+/* tgN: N tokens one at a time from an empty cache (at batch B, N steps of
+ * B tokens). Latency percentiles cover every timed token (step), including
+ * those of a repetition cut short by Ctrl-C. */
 static int run_tg(bench_run *b, bench_row *w) {
     int reps = b->o->reps, n_lat = 0;
     double tps[MAX_REPS], *lat = malloc((size_t)reps * w->n_tokens * sizeof *lat);
-    if (!lat) return cli_error(CMD, "out of memory"), -1;
+    tg_batch tb;
+    if (!tg_batch_init(&tb, w->batch) || !lat) {
+        tg_batch_free(&tb, w->batch);
+        free(lat);
+        return cli_error(CMD, "out of memory"), -1;
+    }
     profile_begin(b, w);
     int partial = 0;
     w->reps = 0;
     while (w->reps < reps && !partial) {
         double t = 0.0;
-        int n = gen_rep(b, w, lat + n_lat, &t);
-        if (n < 0) return free(lat), -1;
+        int n = w->batch > 1 ? gen_rep_batch(b, w, tb.smp, tb.tok, tb.seq, lat + n_lat, &t)
+                             : gen_rep(b, w, lat + n_lat, &t);
+        if (n < 0) return tg_batch_free(&tb, w->batch), free(lat), -1;
         n_lat += n;
         w->wall_s += t;
         partial = n < w->n_tokens;
         /* A cut-short repetition counts only when it is all there is. */
-        if (n > 0 && (!partial || w->reps == 0)) tps[w->reps++] = n / t;
+        if (n > 0 && (!partial || w->reps == 0)) tps[w->reps++] = (double)n * w->batch / t;
         if (!b->o->quiet && !partial)
             bench_progress(1, "bench: %s threads %d: rep %d/%d %.2f tok/s", w->test, w->threads, w->reps, reps,
                            tps[w->reps - 1]);
@@ -292,6 +421,7 @@ static int run_tg(bench_run *b, bench_row *w) {
     w->ms_p50 = 1e3 * bench_percentile(lat, n_lat, 50);
     w->ms_p95 = 1e3 * bench_percentile(lat, n_lat, 95);
     w->ms_p99 = 1e3 * bench_percentile(lat, n_lat, 99);
+    tg_batch_free(&tb, w->batch);
     free(lat);
     return 0;
 }
@@ -334,12 +464,12 @@ static uint64_t head_copy_bytes(const bitnet_model *m, const bitnet_model_info *
 /* Memory while the context is alive: base footprint = peak RSS − resident
  * pages of the model file − an int8 head copy − the KV cache (host memory
  * only on a CPU). */
-static void measure_memory(bench_result *r, const bitnet_model *m, const char *head, int on_cpu) {
+static void measure_memory(bench_result *r, const bitnet_model *m, const char *head, int on_cpu, int n_seq) {
     bitnet_model_info mi;
     bitnet_model_get_info(m, &mi);
     bench_mem mem;
     if (!bench_read_mem(r->model_path, &mem)) return;
-    r->kv_bytes = kv_bytes(&mi, r->n_ctx);
+    r->kv_bytes = kv_bytes(&mi, r->n_ctx) * (uint64_t)n_seq;
     r->head_copy = on_cpu ? head_copy_bytes(m, &mi, head) : 0;
     uint64_t used = mem.model_rss + r->head_copy + (on_cpu ? r->kv_bytes : 0);
     uint64_t base = mem.peak_rss > used ? mem.peak_rss - used : 0;
@@ -348,10 +478,10 @@ static void measure_memory(bench_result *r, const bitnet_model *m, const char *h
     if (base > r->base_footprint) r->base_footprint = base;
 }
 
-static int run_rows_on(bench_run *b, bench_result *r, int threads) {
+static int run_rows_on(bench_run *b, bench_result *r, int threads, int batch) {
     for (int i = 0; i < r->n_rows && !bench_interrupted(); i++) {
         bench_row *w = &r->rows[i];
-        if (w->threads != threads || w->status == BENCH_SKIPPED) continue;
+        if (w->threads != threads || w->batch != batch || w->status == BENCH_SKIPPED) continue;
         double t0 = bench_now(), c0 = bench_cpu_seconds();
         if ((w->is_gen ? run_tg(b, w) : run_pp(b, w)) != 0) return -1;
         /* The pool's workers spin while they wait, so on an otherwise idle
@@ -363,11 +493,13 @@ static int run_rows_on(bench_run *b, bench_result *r, int threads) {
     return 0;
 }
 
-static int open_context(bitnet_model *m, const bench_opts *o, int n_ctx, int threads, bitnet_context **ctx) {
+static int open_context(bitnet_model *m, const bench_opts *o, int n_ctx, int threads, int n_seq,
+                        bitnet_context **ctx) {
     bitnet_context_params cp;
     bitnet_context_params_default(&cp);
     cp.n_ctx = n_ctx;
     cp.n_threads = threads;
+    cp.n_seq = n_seq;
     cp.device = o->device;
     bitnet_error err;
     if (bitnet_context_create(m, &cp, ctx, &err) != BITNET_OK) return cli_error(CMD, "%s", err.message), -1;
@@ -377,23 +509,26 @@ static int open_context(bitnet_model *m, const bench_opts *o, int n_ctx, int thr
     return 0;
 }
 
-/* Every thread count: its own context, its rows, then the memory figures. */
+/* Every thread count and batch size: its own context (of B sequences), its
+ * rows, then the memory figures. Those come from the first -b value's
+ * contexts only: peak RSS never goes down, so a later context with a larger
+ * KV cache would be charged to the base footprint. */
 static int run_all(bitnet_model *m, const bench_opts *o, bench_result *r, bench_run *b) {
-    bitnet_model_info mi;
-    bitnet_model_get_info(m, &mi);
-    for (int t = 0; t < o->threads.n && !bench_interrupted(); t++) {
-        int todo = 0;
-        for (int i = 0; i < r->n_rows; i++)
-            todo |= r->rows[i].threads == o->threads.v[t] && r->rows[i].status != BENCH_SKIPPED;
-        if (!todo) continue;
-        if (open_context(m, o, r->n_ctx, o->threads.v[t], &b->ctx)) return bitnet_context_free(b->ctx), -1;
-        snprintf(r->device, sizeof r->device, "%s", bitnet_context_device(b->ctx));
-        int rc = run_rows_on(b, r, o->threads.v[t]);
-        measure_memory(r, m, o->head, !strncmp(r->device, "cpu", 3));
-        bitnet_context_free(b->ctx);
-        b->ctx = NULL;
-        if (rc) return -1;
-    }
+    for (int t = 0; t < o->threads.n && !bench_interrupted(); t++)
+        for (int k = 0; k < o->batch.n && !bench_interrupted(); k++) {
+            int threads = o->threads.v[t], batch = o->batch.v[k], todo = 0;
+            for (int i = 0; i < r->n_rows; i++)
+                todo |= r->rows[i].threads == threads && r->rows[i].batch == batch &&
+                        r->rows[i].status != BENCH_SKIPPED;
+            if (!todo) continue;
+            if (open_context(m, o, r->n_ctx, threads, batch, &b->ctx)) return bitnet_context_free(b->ctx), -1;
+            snprintf(r->device, sizeof r->device, "%s", bitnet_context_device(b->ctx));
+            int rc = run_rows_on(b, r, threads, batch);
+            if (batch == o->batch.v[0]) measure_memory(r, m, o->head, !strncmp(r->device, "cpu", 3), batch);
+            bitnet_context_free(b->ctx);
+            b->ctx = NULL;
+            if (rc) return -1;
+        }
     return 0;
 }
 
@@ -402,8 +537,9 @@ static int run_all(bitnet_model *m, const bench_opts *o, bench_result *r, bench_
 /* Bytes a generated token reads: every tensor, except that an untied token
  * embedding is read one row at a time and an int8 head copy replaces the
  * stored head, plus the KV cache up to the token's position (averaged over
- * the run). */
-static double bytes_per_token(const bitnet_model *m, const bitnet_model_info *mi, const char *head, int n_gen) {
+ * the run). A step of B sequences reads the weights once for B tokens. */
+static double bytes_per_token(const bitnet_model *m, const bitnet_model_info *mi, const char *head, int n_gen,
+                              int batch) {
     double total = 0.0, copy = (double)head_copy_bytes(m, mi, head);
     bitnet_tensor_info ti;
     for (int i = 0; i < bitnet_model_n_tensors(m); i++) {
@@ -413,7 +549,7 @@ static double bytes_per_token(const bitnet_model *m, const bitnet_model_info *mi
         if (embd && !mi->tied_output) total += (double)ti.n_bytes / mi->n_vocab; /* one row per token */
         if (out || !embd) total += bytes;
     }
-    return total + (double)kv_bytes(mi, 1) * (n_gen + 1) / 2.0;
+    return total / batch + (double)kv_bytes(mi, 1) * (n_gen + 1) / 2.0;
 }
 
 static void probe(const bitnet_model *m, const bench_opts *o, bench_result *r) {
@@ -430,7 +566,7 @@ static void probe(const bitnet_model *m, const bench_opts *o, bench_result *r) {
             if (w->threads != o->threads.v[t] || !w->is_gen || w->reps == 0) continue;
             if (bw == 0.0) bw = bench_read_bandwidth(w->threads, size);
             w->read_bw = bw;
-            w->bytes_per_token = bytes_per_token(m, &mi, o->head, w->n_tokens);
+            w->bytes_per_token = bytes_per_token(m, &mi, o->head, w->n_tokens, w->batch);
         }
     }
 }

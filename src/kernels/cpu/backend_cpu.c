@@ -184,27 +184,43 @@ static int rope_table(cpu_backend *c, int n, int head_dim, float theta) {
     return 1;
 }
 
-static void cpu_rope(bn_backend *be, float *x, int n_tok, int n_head, int head_dim, int pos0, float theta, int neox) {
-    cpu_backend *c = cpu(be);
-    int half = head_dim / 2, cached = rope_table(c, pos0 + n_tok, head_dim, theta);
-    for (int t = 0; t < n_tok; t++) {
-        for (int i = 0; i < half; i++) {
-            float cs, sn;
-            if (cached) {
-                const float *e = c->rope_cs + ((size_t)(pos0 + t) * half + i) * 2;
-                cs = e[0], sn = e[1];
-            } else {
-                rope_angle(pos0 + t, i, head_dim, theta, &cs, &sn);
-            }
-            for (int h = 0; h < n_head; h++) {
-                float *v = x + ((int64_t)t * n_head + h) * head_dim;
-                int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
-                float x0 = v[a], x1 = v[b];
-                v[a] = x0 * cs - x1 * sn;
-                v[b] = x0 * sn + x1 * cs;
-            }
+/* Rotates the n_head heads of one token's row v at position pos. */
+static void rope_token(cpu_backend *c, float *row, int n_head, int head_dim, int pos, float theta, int neox,
+                       int cached) {
+    int half = head_dim / 2;
+    for (int i = 0; i < half; i++) {
+        float cs, sn;
+        if (cached) {
+            const float *e = c->rope_cs + ((size_t)pos * half + i) * 2;
+            cs = e[0], sn = e[1];
+        } else {
+            rope_angle(pos, i, head_dim, theta, &cs, &sn);
+        }
+        for (int h = 0; h < n_head; h++) {
+            float *v = row + (int64_t)h * head_dim;
+            int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
+            float x0 = v[a], x1 = v[b];
+            v[a] = x0 * cs - x1 * sn;
+            v[b] = x0 * sn + x1 * cs;
         }
     }
+}
+
+static void cpu_rope(bn_backend *be, float *x, int n_tok, int n_head, int head_dim, int pos0, float theta, int neox) {
+    cpu_backend *c = cpu(be);
+    int cached = rope_table(c, pos0 + n_tok, head_dim, theta);
+    for (int t = 0; t < n_tok; t++)
+        rope_token(c, x + (int64_t)t * n_head * head_dim, n_head, head_dim, pos0 + t, theta, neox, cached);
+}
+
+static void cpu_rope_batch(bn_backend *be, float *x, int n_tok, int n_head, int head_dim, const int32_t *pos,
+                           float theta, int neox) {
+    cpu_backend *c = cpu(be);
+    int top = 0;
+    for (int t = 0; t < n_tok; t++) top = pos[t] + 1 > top ? pos[t] + 1 : top;
+    int cached = rope_table(c, top, head_dim, theta);
+    for (int t = 0; t < n_tok; t++)
+        rope_token(c, x + (int64_t)t * n_head * head_dim, n_head, head_dim, pos[t], theta, neox, cached);
 }
 
 typedef struct attn_job {
@@ -213,52 +229,89 @@ typedef struct attn_job {
     const bn_attn_shape *s;
     const float *q;
     int n_tok, pos0;
+    int64_t seq_stride;
+    const int32_t *seq, *pos; /* batched attention: per-token sequence and position */
     float *out;
 } attn_job;
 
-/* One task = one query head for every token of the batch. The cache holds
- * IEEE halves (half the bytes to stream per step); scores and the weighted
- * sum are f32. */
+/* One query row qt over the first n cached positions of one head (K, V),
+ * into ot. The cache holds IEEE halves (half the bytes to stream per step);
+ * scores and the weighted sum are f32. */
+static void attend(const bn_cpu_kernels *k, const float *qt, const uint16_t *K, const uint16_t *V, int n, int hd,
+                   float *score, float *ot) {
+    float inv_sqrt = 1.0f / sqrtf((float)hd);
+    float mx = -INFINITY;
+    for (int p = 0; p < n; p++) {
+        score[p] = k->dot_f16(qt, K + (int64_t)p * hd, hd) * inv_sqrt;
+        mx = fmaxf(mx, score[p]);
+    }
+    float sum = 0.0f;
+    for (int p = 0; p < n; p++) sum += (score[p] = expf(score[p] - mx));
+    memset(ot, 0, (size_t)hd * sizeof(float));
+    float inv_sum = 1.0f / sum;
+    for (int p = 0; p < n; p++) k->axpy_f16(score[p] * inv_sum, V + (int64_t)p * hd, ot, hd);
+}
+
+/* One task = one query head for every token of the batch. */
 static void attn_task(void *ctx, int h, int thread) {
     attn_job *j = ctx;
-    const bn_cpu_kernels *k = j->c->k;
     const bn_attn_shape *s = j->s;
     int hd = s->head_dim, hk = h / (s->n_head / s->n_head_kv);
     const uint16_t *K = (const uint16_t *)j->kv->k + (int64_t)hk * s->n_ctx * hd;
     const uint16_t *V = (const uint16_t *)j->kv->v + (int64_t)hk * s->n_ctx * hd;
-    float *score = j->c->scratch[thread];
-    float inv_sqrt = 1.0f / sqrtf((float)hd);
     for (int t = 0; t < j->n_tok; t++) {
-        const float *qt = j->q + ((int64_t)t * s->n_head + h) * hd;
-        int n = j->pos0 + t + 1;
-        float mx = -INFINITY;
-        for (int p = 0; p < n; p++) {
-            score[p] = k->dot_f16(qt, K + (int64_t)p * hd, hd) * inv_sqrt;
-            mx = fmaxf(mx, score[p]);
-        }
-        float sum = 0.0f;
-        for (int p = 0; p < n; p++) sum += (score[p] = expf(score[p] - mx));
-        float *ot = j->out + ((int64_t)t * s->n_head + h) * hd;
-        memset(ot, 0, (size_t)hd * sizeof(float));
-        float inv_sum = 1.0f / sum;
-        for (int p = 0; p < n; p++) k->axpy_f16(score[p] * inv_sum, V + (int64_t)p * hd, ot, hd);
+        int64_t row = ((int64_t)t * s->n_head + h) * hd;
+        attend(j->c->k, j->q + row, K, V, j->pos0 + t + 1, hd, j->c->scratch[thread], j->out + row);
+    }
+}
+
+/* Stores k, v rows of token t at position p of the cache at base offset off. */
+static void kv_store(cpu_backend *c, const bn_kv_layer *kv, const bn_attn_shape *s, const float *k, const float *v,
+                     int t, int64_t off, int p) {
+    int hd = s->head_dim;
+    for (int h = 0; h < s->n_head_kv; h++) {
+        size_t dst = (size_t)off + ((size_t)h * s->n_ctx + (size_t)p) * hd;
+        size_t src = ((size_t)t * s->n_head_kv + h) * hd;
+        c->k->f32_to_f16(k + src, (uint16_t *)kv->k + dst, hd);
+        c->k->f32_to_f16(v + src, (uint16_t *)kv->v + dst, hd);
     }
 }
 
 static void cpu_attention(bn_backend *be, const bn_kv_layer *kv, const bn_attn_shape *s, const float *q,
                           const float *k, const float *v, int n_tok, int pos0, float *out) {
     cpu_backend *c = cpu(be);
-    int hd = s->head_dim;
-    for (int t = 0; t < n_tok; t++)
-        for (int h = 0; h < s->n_head_kv; h++) {
-            size_t off = ((size_t)h * s->n_ctx + (size_t)(pos0 + t)) * hd;
-            size_t src = ((size_t)t * s->n_head_kv + h) * hd;
-            c->k->f32_to_f16(k + src, (uint16_t *)kv->k + off, hd);
-            c->k->f32_to_f16(v + src, (uint16_t *)kv->v + off, hd);
-        }
+    for (int t = 0; t < n_tok; t++) kv_store(c, kv, s, k, v, t, 0, pos0 + t);
     if (!ensure_scratch(c, (size_t)s->n_ctx)) abort(); /* sized at context creation */
     attn_job j = {.c = c, .kv = kv, .s = s, .q = q, .n_tok = n_tok, .pos0 = pos0, .out = out};
     bn_threadpool_run(c->pool, s->n_head, attn_task, &j);
+}
+
+/* One task = one (token, query head): tokens of a batch belong to different
+ * sequences and attend over different lengths, so they are not grouped by
+ * head. The arithmetic is attn_task's, so a sequence gets the same results
+ * batched as alone. */
+static void attn_batch_task(void *ctx, int i, int thread) {
+    attn_job *j = ctx;
+    const bn_attn_shape *s = j->s;
+    int t = i / s->n_head, h = i % s->n_head;
+    int hd = s->head_dim, hk = h / (s->n_head / s->n_head_kv);
+    int64_t base = (int64_t)j->seq[t] * j->seq_stride + (int64_t)hk * s->n_ctx * hd;
+    int64_t row = ((int64_t)t * s->n_head + h) * hd;
+    attend(j->c->k, j->q + row, (const uint16_t *)j->kv->k + base, (const uint16_t *)j->kv->v + base, j->pos[t] + 1,
+           hd, j->c->scratch[thread], j->out + row);
+}
+
+static void cpu_attention_batch(bn_backend *be, const bn_kv_layer *kv, int64_t seq_stride, const bn_attn_shape *s,
+                                const float *q, const float *k, const float *v, int n_tok, const int32_t *seq,
+                                const int32_t *pos, float *out) {
+    cpu_backend *c = cpu(be);
+    /* Every store first: a token attends over keys of earlier tokens of its
+     * sequence in the same batch. */
+    for (int t = 0; t < n_tok; t++) kv_store(c, kv, s, k, v, t, (int64_t)seq[t] * seq_stride, pos[t]);
+    if (!ensure_scratch(c, (size_t)s->n_ctx)) abort(); /* sized at context creation */
+    attn_job j = {.c = c, .kv = kv, .s = s, .q = q, .n_tok = n_tok, .seq_stride = seq_stride, .seq = seq, .pos = pos,
+                  .out = out};
+    bn_threadpool_run(c->pool, n_tok * s->n_head, attn_batch_task, &j);
 }
 
 static void cpu_glu(bn_backend *be, float *g, const float *u, int64_t n, bn_glu_act act) {
@@ -303,6 +356,8 @@ static const bn_backend_ops cpu_ops = {
     .matmul_dense = cpu_matmul_dense,
     .rope = cpu_rope,
     .attention = cpu_attention,
+    .rope_batch = cpu_rope_batch,
+    .attention_batch = cpu_attention_batch,
     .glu = cpu_glu,
     .add = cpu_add,
     .to_host = cpu_to_host,

@@ -139,6 +139,12 @@ struct cuda_backend {
     cudaEvent_t ev0, ev1;
     double prof_ms[2][P_N];
     long prof_n[2][P_N];
+    /* multi-sequence steps: the per-token [pos | seq] arrays on the device
+     * (d_batch), staged through pinned memory (h_batch); shadow is what
+     * d_batch holds, so that the layers of one step upload them once. */
+    int32_t *d_batch, *h_batch, *batch_shadow;
+    int batch_cap, batch_n, batch_has_seq;
+    cudaEvent_t batch_ev; /* the last staging copy */
 };
 
 static cuda_backend *cb_of(bn_backend *be) { return (cuda_backend *)be; }
@@ -809,6 +815,89 @@ static void cu_attention(bn_backend *be, const bn_kv_layer *kv, const bn_attn_sh
     submit(c, &r, pos0);
 }
 
+/* ------------------------------------------------ multi-sequence steps -- */
+
+/* Room for n tokens' [pos | seq] in d_batch, h_batch and the shadow. */
+static int ensure_batch(cuda_backend *c, int n) {
+    if (n <= c->batch_cap) return 1;
+    /* Queued kernels may still read d_batch, a copy may still read h_batch. */
+    if (!check(c, cudaStreamSynchronize(c->stream), "cudaStreamSynchronize")) return 0;
+    if (c->d_batch) check(c, cudaFree(c->d_batch), "cudaFree");
+    if (c->h_batch) check(c, cudaFreeHost(c->h_batch), "cudaFreeHost");
+    free(c->batch_shadow);
+    c->d_batch = c->h_batch = c->batch_shadow = NULL;
+    c->batch_cap = c->batch_n = 0;
+    int cap = n < 256 ? 256 : n;
+    size_t bytes = 2 * (size_t)cap * sizeof(int32_t);
+    if (!check(c, cudaMalloc((void **)&c->d_batch, bytes), "cudaMalloc (batch positions)") ||
+        !check(c, cudaHostAlloc((void **)&c->h_batch, bytes, cudaHostAllocDefault), "cudaHostAlloc (batch positions)"))
+        return 0;
+    if (!(c->batch_shadow = (int32_t *)malloc(bytes))) return fail_msg(c, "out of memory"), 0;
+    if (!c->batch_ev && !check(c, cudaEventCreateWithFlags(&c->batch_ev, cudaEventDisableTiming), "cudaEventCreate"))
+        return 0;
+    c->batch_cap = cap;
+    return 1;
+}
+
+/* Device copies of a step's host arrays pos (and seq, when not NULL):
+ * *d_pos = d_batch, *d_seq = d_batch + n. Uploads only when they differ from
+ * what d_batch holds; the copy is stream-ordered after the kernels that read
+ * the previous contents. Returns 0 after a failure. */
+static int stage_batch(cuda_backend *c, const int32_t *pos, const int32_t *seq, int n, const int32_t **d_pos,
+                       const int32_t **d_seq) {
+    if (!ensure_batch(c, n)) return 0;
+    size_t row = (size_t)n * sizeof(int32_t);
+    int same = c->batch_n == n && !memcmp(c->batch_shadow, pos, row) &&
+               (!seq || (c->batch_has_seq && !memcmp(c->batch_shadow + n, seq, row)));
+    if (!same) {
+        /* h_batch is read by the previous copy until it completes. */
+        if (c->batch_n && !check(c, cudaEventSynchronize(c->batch_ev), "cudaEventSynchronize")) return 0;
+        memcpy(c->h_batch, pos, row);
+        if (seq) memcpy(c->h_batch + n, seq, row);
+        size_t bytes = seq ? 2 * row : row;
+        if (!check(c, cudaMemcpyAsync(c->d_batch, c->h_batch, bytes, cudaMemcpyHostToDevice, c->stream),
+                   "cudaMemcpyAsync (batch positions)") ||
+            !check(c, cudaEventRecord(c->batch_ev, c->stream), "cudaEventRecord"))
+            return 0;
+        memcpy(c->batch_shadow, c->h_batch, bytes);
+        c->batch_n = n;
+        c->batch_has_seq = seq != NULL;
+    }
+    *d_pos = c->d_batch;
+    if (d_seq) *d_seq = c->d_batch + n;
+    return 1;
+}
+
+/* Batch ops run eagerly, never recorded: a step of several sequences has
+ * several tokens, so no one-token step is being recorded; should one be,
+ * it is flushed first so that stream order is kept. */
+static int begin_eager(cuda_backend *c) {
+    flush(c);
+    return !c->failed && check(c, cudaSetDevice(c->device), "cudaSetDevice");
+}
+
+static void cu_rope_batch(bn_backend *be, float *x, int n_tok, int n_head, int head_dim, const int32_t *pos,
+                          float theta, int neox) {
+    cuda_backend *c = cb_of(be);
+    const int32_t *d_pos;
+    if (!begin_eager(c) || !stage_batch(c, pos, NULL, n_tok, &d_pos, NULL)) return;
+    check(c, bn_k_rope_batch(c->stream, x, n_tok, n_head, head_dim, d_pos, theta, neox), "rope (batch)");
+}
+
+static void cu_attention_batch(bn_backend *be, const bn_kv_layer *kv, int64_t seq_stride, const bn_attn_shape *s,
+                               const float *q, const float *k, const float *v, int n_tok, const int32_t *seq,
+                               const int32_t *pos, float *out) {
+    cuda_backend *c = cb_of(be);
+    if (!begin_eager(c)) return;
+    if (!bn_k_attention_supported(s->head_dim) || s->head_dim > 256 || s->n_head % s->n_head_kv)
+        return fail_msg(c, "batched attention with head_dim %d and %d/%d heads is not supported", s->head_dim,
+                        s->n_head, s->n_head_kv);
+    const int32_t *d_pos, *d_seq;
+    if (!stage_batch(c, pos, seq, n_tok, &d_pos, &d_seq)) return;
+    check(c, bn_k_attention_batch(c->stream, kv, seq_stride, s, q, k, v, n_tok, d_seq, d_pos, out),
+          "attention (batch)");
+}
+
 static void cu_glu(bn_backend *be, float *g, const float *u, int64_t n, bn_glu_act act) {
     op_rec r = new_rec(OP_GLU);
     r.y = g, r.x = u, r.n = n, r.act = act;
@@ -880,6 +969,10 @@ static void cu_destroy(bn_backend *be) {
     cudaFree(c->d_tokens);
     cudaFree(c->ws);
     if (c->pinned) cudaFreeHost(c->pinned);
+    cudaFree(c->d_batch);
+    if (c->h_batch) cudaFreeHost(c->h_batch);
+    free(c->batch_shadow);
+    if (c->batch_ev) cudaEventDestroy(c->batch_ev);
     if (c->stream) cudaStreamDestroy(c->stream);
     cudaGetLastError();
     free(c->recs);
@@ -912,6 +1005,8 @@ static bn_backend_ops make_ops(void) {
     o.matmul_dense = cu_matmul_dense;
     o.rope = cu_rope;
     o.attention = cu_attention;
+    o.rope_batch = cu_rope_batch;
+    o.attention_batch = cu_attention_batch;
     o.glu = cu_glu;
     o.add = cu_add;
     o.to_host = cu_to_host;

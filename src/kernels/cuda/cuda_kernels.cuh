@@ -102,4 +102,15 @@ int bn_k_attention_decode_counters(const bn_attn_shape *s);
 /* 1 when the attention kernels support this head size. */
 int bn_k_attention_supported(int head_dim);
 
+/* Multi-sequence batch steps (kernels_batch.cu): pos and seq are device
+ * arrays of n_tok entries. RoPE of token t at position pos[t]. */
+cudaError_t bn_k_rope_batch(cudaStream_t st, float *x, int n_tok, int n_head, int head_dim, const int32_t *pos,
+                            float theta, int neox);
+/* Stores token t's k, v at (seq[t], pos[t]) of the cache (sequence s at
+ * element s * seq_stride), then attends each token over positions 0..pos[t]
+ * of its sequence. Needs no work space. */
+cudaError_t bn_k_attention_batch(cudaStream_t st, const bn_kv_layer *kv, int64_t seq_stride, const bn_attn_shape *s,
+                                 const float *q, const float *k, const float *v, int n_tok, const int32_t *seq,
+                                 const int32_t *pos, float *out);
+
 #endif
