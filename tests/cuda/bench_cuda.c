@@ -234,7 +234,8 @@ static void bench_ternary(bench *b, int quick) {
                    n_tok <= 8 ? "GEMV" : tiles[tile], ms[1] / ms[0], ops / ms[2] * 1e-9, ops / ms[3] * 1e-9,
                    ops / ms[4] * 1e-9, ops / ms[5] * 1e-9);
         }
-    b->be->ops->free(b->be, (void *)a.q), b->be->ops->free(b->be, (void *)a.scale), b->be->ops->free(b->be, (void *)a.sum);
+    b->be->ops->free(b->be, (void *)a.q), b->be->ops->free(b->be, (void *)a.scale);
+    b->be->ops->free(b->be, (void *)a.sum);
     for (int i = 0; i < 3; i++) b->be->ops->free(b->be, gy[i]);
     free(q), free(sc), free(sum);
 }

@@ -875,8 +875,9 @@ static void dense_ref(const bn_dense *d, const float *x, int n_tok, float *ref) 
  * backend's op, on shapes with row, token and k tails (cols not a multiple of
  * the 64-wide k-tile, tokens not of the 32/64/128 tile, rows not of 128):
  * against the exact product (the activations are rounded to f16 / bf16:
- * expected rel L2 ~3e-4 / ~1e-3), with the output poisoned (NaN) first so
- * that an element left unwritten fails. Prints one PASS/FAIL line per shape. */
+ * expected rel L2 ~3e-4 / ~1e-3; one shape with activations beyond the f16
+ * range, one with tiny ones), with the output poisoned (NaN) first so that
+ * an element left unwritten fails. Prints one PASS/FAIL line per shape. */
 static void test_dense_mma(void **state) {
     fixture *f = *state;
     NEED_GPU(f);
@@ -896,7 +897,10 @@ static void test_dense_mma(void **state) {
             size_t ny = (size_t)n_tok * rows;
             float *x = malloc((size_t)n_tok * cols * 4), *y = malloc(ny * 4), *ref = malloc(ny * 4);
             assert_true(x && y && ref);
-            fill(x, (size_t)n_tok * cols, 1.0f, &f->rng);
+            /* Shape 2: activations far beyond the f16 range (the GEMM scales each
+             * row by a power of two before rounding); shape 6: tiny ones. */
+            float amp = c == 2 ? 3e5f : c == 6 ? 1e-6f : 1.0f;
+            fill(x, (size_t)n_tok * cols, amp, &f->rng);
             memset(y, 0xFF, ny * 4); /* NaN */
             void *gx = put(f, f->gpu, x, (size_t)n_tok * cols * 4), *gy = put(f, f->gpu, y, ny * 4);
             f->gpu->ops->matmul_dense(f->gpu, &d, gx, n_tok, gy);
@@ -907,8 +911,8 @@ static void test_dense_mma(void **state) {
             for (size_t i = 0; i < ny; i++) unwritten += isnan(y[i]) != 0;
             double e = rel_l2(y, ref, ny), tol = types[ti] == BN_GGML_F16 ? 2e-3 : 4e-3;
             int ok = unwritten == 0 && e < tol;
-            fprintf(stderr, "dense_mma %s %dx%d x %d tokens: rel L2 %.3g (limit %.0e), %zu unwritten: %s\n",
-                    types[ti] == BN_GGML_F16 ? "F16" : "BF16", rows, cols, n_tok, e, tol, unwritten,
+            fprintf(stderr, "dense_mma %s %dx%d x %d tokens (|x| < %g): rel L2 %.3g (limit %.0e), %zu unwritten: %s\n",
+                    types[ti] == BN_GGML_F16 ? "F16" : "BF16", rows, cols, n_tok, amp, e, tol, unwritten,
                     ok ? "PASS" : "FAIL");
             fails += !ok;
             f->gpu->ops->free(f->gpu, gx), f->gpu->ops->free(f->gpu, gy);

@@ -11,10 +11,11 @@
  * Steps:
  * 1. k_dense_act_half converts x to the weights' half type once, into a
  *    scratch buffer of n_tok rows of ldx = cols rounded up to 64 elements
- *    (zero padded), so the GEMM streams 16-byte chunks of both operands with
- *    cp.async and never converts in its inner loop. Rounding x to f16 costs
- *    ~2^-12 relative per element (2^-9 for bf16, the type a BF16 head
- *    needs: mma takes one type for both operands).
+ *    (zero padded), each row scaled by a power of two (no f16 overflow; the
+ *    result is scaled back exactly), so the GEMM streams 16-byte chunks of
+ *    both operands with cp.async and never converts in its inner loop.
+ *    Rounding x to f16 costs ~2^-12 relative per element (2^-9 for bf16, the
+ *    type a BF16 head needs: mma takes one type for both operands).
  * 2. k_dense_mma: block = 128 weight rows x BN tokens (BN = 32, 64 or 128,
  *    chosen by n_tok), 8 warps; k-tiles of 64 elements (128 bytes per row)
  *    through a 3-4 stage cp.async pipeline; shared-memory rows are XOR
@@ -44,18 +45,35 @@ extern "C" {
 
 static inline int dm_ldx(int cols) { return (cols + DM_BK - 1) / DM_BK * DM_BK; }
 
-/* x (n_tok x cols f32) -> xh (n_tok x ldx halves, f16 or bf16), zero padded. */
+/* Block t: row t of x (cols f32) -> xh row t (ldx halves, f16 or bf16, zero
+ * padded), scaled by a power of two 1/ts[t] that brings the row's largest
+ * magnitude into [256, 512): f16 then cannot overflow (65504) whatever the
+ * activations' range, small rows keep their precision, and the scaling is
+ * exact (the GEMM multiplies its f32 result by ts[t], also exact). */
 template <bool BF16>
-__global__ void k_dense_act_half(const float *__restrict__ x, int cols, int ldx, int n_tok,
-                                 unsigned short *__restrict__ xh) {
+__global__ void __launch_bounds__(256) k_dense_act_half(const float *__restrict__ x, int cols, int ldx,
+                                                        unsigned short *__restrict__ xh, float *__restrict__ ts) {
+    __shared__ float sh[32];
     pdl_wait();
     pdl_launch();
-    size_t n = (size_t)n_tok * ldx;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        int t = (int)(i / ldx), k = (int)(i % ldx);
-        float v = k < cols ? x[(size_t)t * cols + k] : 0.0f;
-        xh[i] = BF16 ? __bfloat16_as_ushort(__float2bfloat16_rn(v)) : __half_as_ushort(__float2half_rn(v));
+    const int t = blockIdx.x;
+    const float *xr = x + (size_t)t * cols;
+    float amax = 0.0f;
+    for (int k = threadIdx.x; k < cols; k += blockDim.x) amax = fmaxf(amax, fabsf(xr[k]));
+    amax = block_reduce(amax, op_max(), sh);
+    float scale = 1.0f, inv = 1.0f;
+    if (amax > 0.0f && amax <= 3.0e38f) { /* else (0, inf, NaN): unscaled */
+        int e;
+        frexpf(amax, &e); /* amax < 2^e */
+        e = max(e, -100);
+        scale = ldexpf(1.0f, e - 9), inv = ldexpf(1.0f, 9 - e);
     }
+    unsigned short *hr = xh + (size_t)t * ldx;
+    for (int k = threadIdx.x; k < ldx; k += blockDim.x) {
+        float v = k < cols ? __fmul_rn(xr[k], inv) : 0.0f;
+        hr[k] = BF16 ? __bfloat16_as_ushort(__float2bfloat16_rn(v)) : __half_as_ushort(__float2half_rn(v));
+    }
+    if (threadIdx.x == 0) ts[t] = scale;
 }
 
 template <int BN>
@@ -77,7 +95,8 @@ __device__ __forceinline__ int dm_swz(int r, int c) { return r * 128 + ((c ^ (r 
 template <bool BF16, int BN>
 __global__ void __launch_bounds__(DM_THREADS, 2)
     k_dense_mma(const uint8_t *__restrict__ w, uint64_t row_bytes, int rows, int cols,
-                const unsigned short *__restrict__ xh, int ldx, int n_tok, float *__restrict__ y) {
+                const unsigned short *__restrict__ xh, const float *__restrict__ ts, int ldx, int n_tok,
+                float *__restrict__ y) {
     using C = dm_cfg<BN>;
     extern __shared__ __align__(128) uint8_t dm_smem[];
     pdl_wait();
@@ -166,7 +185,7 @@ __global__ void __launch_bounds__(DM_THREADS, 2)
             for (int i = 0; i < 4; i++) {
                 int r = row0 + wm * C::WTM + mt * 16 + g + (i >> 1) * 8;
                 int t = tok0 + wn * C::WTN + nt * 8 + tg * 2 + (i & 1);
-                if (r < rows && t < n_tok) y[(size_t)t * rows + r] = acc[mt][nt][i];
+                if (r < rows && t < n_tok) y[(size_t)t * rows + r] = acc[mt][nt][i] * ts[t];
             }
 }
 
@@ -178,32 +197,47 @@ int bn_k_dense_mma_ok(uint32_t type, const void *w, uint64_t row_bytes, int rows
            ((uintptr_t)w & 15) == 0;
 }
 
-size_t bn_k_dense_mma_scratch(int n_tok, int cols) { return (size_t)n_tok * (size_t)dm_ldx(cols) * 2; }
+/* Scratch: the half activations, then n_tok float scales (16-byte aligned). */
+static inline size_t dm_half_bytes(int n_tok, int cols) {
+    return ((size_t)n_tok * (size_t)dm_ldx(cols) * 2 + 15) & ~(size_t)15;
+}
+size_t bn_k_dense_mma_scratch(int n_tok, int cols) {
+    return dm_half_bytes(n_tok, cols) + (size_t)n_tok * sizeof(float);
+}
 
 template <bool BF16, int BN>
 static cudaError_t dm_launch(cudaStream_t st, const uint8_t *w, uint64_t row_bytes, int rows, int cols,
-                             const unsigned short *xh, int ldx, int n_tok, float *y) {
+                             const unsigned short *xh, const float *ts, int ldx, int n_tok, float *y) {
     using C = dm_cfg<BN>;
-    cudaError_t e = cudaFuncSetAttribute(k_dense_mma<BF16, BN>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
+    /* More than 48 KB of dynamic shared memory must be allowed per kernel and
+     * device, once (a racing first call sets the same value twice). */
+    static bool allowed[64];
+    int dev = 0;
+    cudaError_t e = cudaGetDevice(&dev);
     if (e != cudaSuccess) return e;
+    if (dev < 0 || dev >= 64 || !allowed[dev]) {
+        e = cudaFuncSetAttribute(k_dense_mma<BF16, BN>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
+        if (e != cudaSuccess) return e;
+        if (dev >= 0 && dev < 64) allowed[dev] = true;
+    }
     dim3 grid((unsigned)((n_tok + BN - 1) / BN), (unsigned)((rows + DM_BM - 1) / DM_BM));
-    e = bn_launch(k_dense_mma<BF16, BN>, grid, DM_THREADS, (size_t)C::SMEM, st, w, row_bytes, rows, cols, xh, ldx,
-                  n_tok, y);
+    e = bn_launch(k_dense_mma<BF16, BN>, grid, DM_THREADS, (size_t)C::SMEM, st, w, row_bytes, rows, cols, xh, ts,
+                  ldx, n_tok, y);
     return e != cudaSuccess ? e : cudaGetLastError();
 }
 
 template <bool BF16>
 static cudaError_t dm_typed(cudaStream_t st, const uint8_t *w, uint64_t row_bytes, int rows, int cols,
-                            const float *x, int n_tok, float *y, unsigned short *xh) {
+                            const float *x, int n_tok, float *y, uint8_t *scratch) {
     int ldx = dm_ldx(cols);
-    size_t n = (size_t)n_tok * ldx;
-    unsigned blocks = (unsigned)((n + 255) / 256 < 4096 ? (n + 255) / 256 : 4096);
-    cudaError_t e = bn_launch(k_dense_act_half<BF16>, blocks, 256, 0, st, x, cols, ldx, n_tok, xh);
+    unsigned short *xh = (unsigned short *)scratch;
+    float *ts = (float *)(scratch + dm_half_bytes(n_tok, cols));
+    cudaError_t e = bn_launch(k_dense_act_half<BF16>, (unsigned)n_tok, 256, 0, st, x, cols, ldx, xh, ts);
     if (e == cudaSuccess) e = cudaGetLastError();
     if (e != cudaSuccess) return e;
-    if (n_tok <= 32) return dm_launch<BF16, 32>(st, w, row_bytes, rows, cols, xh, ldx, n_tok, y);
-    if (n_tok <= 64) return dm_launch<BF16, 64>(st, w, row_bytes, rows, cols, xh, ldx, n_tok, y);
-    return dm_launch<BF16, 128>(st, w, row_bytes, rows, cols, xh, ldx, n_tok, y);
+    if (n_tok <= 32) return dm_launch<BF16, 32>(st, w, row_bytes, rows, cols, xh, ts, ldx, n_tok, y);
+    if (n_tok <= 64) return dm_launch<BF16, 64>(st, w, row_bytes, rows, cols, xh, ts, ldx, n_tok, y);
+    return dm_launch<BF16, 128>(st, w, row_bytes, rows, cols, xh, ts, ldx, n_tok, y);
 }
 
 cudaError_t bn_k_dense_mma(cudaStream_t st, uint32_t type, const void *w, uint64_t row_bytes, int rows, int cols,
@@ -211,7 +245,7 @@ cudaError_t bn_k_dense_mma(cudaStream_t st, uint32_t type, const void *w, uint64
     if (!bn_k_dense_mma_ok(type, w, row_bytes, rows, cols, n_tok) || !scratch || ((uintptr_t)scratch & 15))
         return cudaErrorInvalidValue;
     const uint8_t *p = (const uint8_t *)w;
-    unsigned short *xh = (unsigned short *)scratch;
-    return type == BN_GGML_BF16 ? dm_typed<true>(st, p, row_bytes, rows, cols, x, n_tok, y, xh)
-                                : dm_typed<false>(st, p, row_bytes, rows, cols, x, n_tok, y, xh);
+    uint8_t *sc = (uint8_t *)scratch;
+    return type == BN_GGML_BF16 ? dm_typed<true>(st, p, row_bytes, rows, cols, x, n_tok, y, sc)
+                                : dm_typed<false>(st, p, row_bytes, rows, cols, x, n_tok, y, sc);
 }
