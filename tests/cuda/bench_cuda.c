@@ -12,8 +12,19 @@
  * of every sequence (bn_forward_batch, every sequence's logits copied back),
  * as aggregate tok/s and time per step.
  *
- * usage: bench_cuda [--layers N] [--steps N] [--quick] [--decode-only]
- * (--decode-only: only the graph decode steps, for profilers) */
+ * Kernel figures (before the end-to-end ones): the output head for 8..256
+ * tokens, the GEMV (previous kernel) against the tensor-core GEMM (ms,
+ * TFLOP/s, head GB/s); the ternary matmuls of one layer (q, k, o, gate,
+ * down, and q+k+v / gate+up as one call) for 8, 64 and 256 tokens: the
+ * previous GEMM (128x64 tiles, one launch per matrix), what the backend runs
+ * now (bn_k_ternary: the GEMV up to 8 tokens, else the GEMM with the tile
+ * it picks) and each tile forced, in TOP/s (2 ops per weight and token).
+ * Then prompt throughput of a random model with the kit model's shapes
+ * (tiny-bitnet: 4 layers, 512 / 1536, 8 / 2 heads of 64, vocab 4096).
+ *
+ * usage: bench_cuda [--layers N] [--steps N] [--quick] [--decode-only] [--kernels-only] [--kit-only]
+ * (--decode-only: only the graph decode steps, for profilers; --kernels-only:
+ * only the kernel figures; --kit-only: only the kit-shaped prompts) */
 #include <cuda_runtime.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +33,7 @@
 
 #include "cuda/synth_model.h"
 #include "kernels/backend.h"
+#include "kernels/cuda/cuda_backend.h"
 #include "model/forward.h"
 
 static double now_s(void) {
@@ -168,17 +180,158 @@ done:
     return tps;
 }
 
+/* Device memory filled from host bytes (exits on failure: a benchmark). */
+static void *dev_copy(bn_backend *be, const void *src, size_t n) {
+    bitnet_error err;
+    void *p = be->ops->alloc(be, n);
+    if (!p) fprintf(stderr, "bench_cuda: out of GPU memory (%zu bytes)\n", n), exit(1);
+    if (src && bn_cuda_copy_to_device(be, p, src, n, &err) != BITNET_OK)
+        fprintf(stderr, "bench_cuda: %s\n", err.message), exit(1);
+    return p;
+}
+
+/* The output head, 8..256 tokens: GEMV (previous) vs tensor-core GEMM. */
+static void bench_head(bench *b, int quick) {
+    const bn_hparams *hp = &b->m.hp;
+    const bn_cuda_dense *d = (const bn_cuda_dense *)b->m.output.dev;
+    int rows = hp->n_vocab, cols = hp->n_embd, max_t = 256;
+    size_t nx = (size_t)max_t * cols;
+    float *x = malloc(nx * sizeof *x);
+    uint64_t s = 99;
+    for (size_t i = 0; i < nx; i++) x[i] = synth_uniform(&s);
+    size_t scratch_bytes = bn_cuda_kernel_dense_scratch(max_t, cols);
+    float *gx = dev_copy(b->be, x, nx * sizeof *x);
+    float *gy = dev_copy(b->be, NULL, (size_t)max_t * rows * sizeof(float));
+    void *scratch = dev_copy(b->be, NULL, scratch_bytes);
+    double head_bytes = (double)rows * d->row_bytes;
+    for (int i = 0; i < 5; i++) {
+        int n = (int[]){8, 16, 32, 64, 256}[i];
+        float ms_v = 0, ms_m = 0;
+        int r1 = bn_cuda_kernel_dense(1, d->type, d->data, d->row_bytes, rows, cols, gx, n, gy, scratch, scratch_bytes,
+                                      n >= 64 || quick ? 2 : 5, &ms_v);
+        int r2 = bn_cuda_kernel_dense(2, d->type, d->data, d->row_bytes, rows, cols, gx, n, gy, scratch, scratch_bytes,
+                                      quick ? 5 : 20, &ms_m);
+        if (r1 || r2) {
+            printf("head %d tokens: FAILED (CUDA error %d / %d)\n", n, r1, r2);
+            continue;
+        }
+        double flop = 2.0 * n * (double)rows * cols;
+        printf("head GEMM %d x %d x %d (tokens x vocab x hidden, F16): GEMV %.3f ms (%.1f TFLOP/s) | tensor-core GEMM "
+               "%.3f ms (%.1f TFLOP/s, head read at %.0f GB/s) | %.1fx\n",
+               n, rows, cols, ms_v, flop / ms_v * 1e-9, ms_m, flop / ms_m * 1e-9, head_bytes / ms_m * 1e-6,
+               ms_v / ms_m);
+    }
+    b->be->ops->free(b->be, gx), b->be->ops->free(b->be, gy), b->be->ops->free(b->be, scratch);
+    free(x);
+}
+
+/* The ternary matmuls of layer 0, as one call each (fused ones together). */
+static void bench_ternary(bench *b, int quick) {
+    const bn_hparams *hp = &b->m.hp;
+    const bn_layer *L = &b->m.layers[0];
+    struct {
+        const char *name;
+        int n;
+        const bn_ternary *w[3];
+    } sh[] = {{"q 2560x2560", 1, {&L->wq}},        {"k 640x2560", 1, {&L->wk}},
+              {"o 2560x2560", 1, {&L->wo}},        {"gate 6912x2560", 1, {&L->w_gate}},
+              {"down 2560x6912", 1, {&L->w_down}}, {"q+k+v (one call)", 3, {&L->wq, &L->wk, &L->wv}},
+              {"gate+up (one call)", 2, {&L->w_gate, &L->w_up}}};
+    int max_t = 256, max_c = hp->n_ff > hp->n_embd ? hp->n_ff : hp->n_embd, max_r = hp->n_ff;
+    size_t nq = (size_t)max_t * max_c;
+    int8_t *q = malloc(nq);
+    float *sc = malloc(max_t * sizeof *sc);
+    int32_t *sum = malloc(max_t * sizeof *sum);
+    uint64_t s = 5;
+    for (size_t i = 0; i < nq; i++) q[i] = (int8_t)(synth_rng(&s) >> 56);
+    for (int t = 0; t < max_t; t++) sc[t] = 1.0f, sum[t] = 0;
+    bn_qact a = {dev_copy(b->be, q, nq), dev_copy(b->be, sc, max_t * sizeof *sc),
+                 dev_copy(b->be, sum, max_t * sizeof *sum)};
+    float *gy[3];
+    for (int i = 0; i < 3; i++) gy[i] = dev_copy(b->be, NULL, (size_t)max_t * max_r * sizeof(float));
+    static const char *tiles[] = {"?", "128x64", "64x64", "128x32", "64x32"};
+    printf("ternary GEMM TOP/s (2 ops per weight x token; previous = 128x64 tiles, a launch per matrix; now = what "
+           "bn_k_ternary runs; then each tile forced):\n");
+    for (size_t c = 0; c < sizeof sh / sizeof sh[0]; c++)
+        for (int k = 0; k < 3; k++) {
+            int n_tok = (int[]){8, 64, 256}[k], rows[3], cols = (int)sh[c].w[0]->cols;
+            const bn_cuda_ternary *wd[3];
+            double ops = 0;
+            for (int i = 0; i < sh[c].n; i++) {
+                rows[i] = (int)sh[c].w[i]->rows;
+                wd[i] = (const bn_cuda_ternary *)sh[c].w[i]->dev;
+                ops += 2.0 * rows[i] * cols * n_tok;
+            }
+            float ms[6];
+            int rc = 0;
+            for (int v = 0; v <= 5 && !rc; v++)
+                rc = bn_cuda_kernel_ternary(v, sh[c].n, wd, rows, gy, cols, &a, n_tok, quick ? 5 : 20, &ms[v]);
+            if (rc) {
+                printf("  %-20s %3d tokens: FAILED (CUDA error %d)\n", sh[c].name, n_tok, rc);
+                continue;
+            }
+            int tile = bn_cuda_kernel_ternary_tile(sh[c].n, rows, n_tok);
+            printf("  %-20s %3d tokens: previous %6.1f (%.1f us) | now %6.1f (%.1f us, %s) %.2fx | tiles 128x64 %.1f, "
+                   "64x64 %.1f, 128x32 %.1f, 64x32 %.1f\n",
+                   sh[c].name, n_tok, ops / ms[1] * 1e-9, ms[1] * 1e3, ops / ms[0] * 1e-9, ms[0] * 1e3,
+                   n_tok <= 8 ? "GEMV" : tiles[tile], ms[1] / ms[0], ops / ms[2] * 1e-9, ops / ms[3] * 1e-9,
+                   ops / ms[4] * 1e-9, ops / ms[5] * 1e-9);
+        }
+    b->be->ops->free(b->be, (void *)a.q), b->be->ops->free(b->be, (void *)a.scale);
+    b->be->ops->free(b->be, (void *)a.sum);
+    for (int i = 0; i < 3; i++) b->be->ops->free(b->be, gy[i]);
+    free(q), free(sc), free(sum);
+}
+
+/* Prompt throughput of a random model with the kit model's shapes
+ * (../shared/conformance/tiny-bitnet/config.json). One sequence of n tokens
+ * per forward (a prompt of n tokens; see "batched decode" for several
+ * sequences). */
+static void bench_kit(int quick) {
+    bn_hparams hp = {.n_vocab = 4096, .n_embd = 512, .n_layer = 4, .n_head = 8, .n_head_kv = 2, .head_dim = 64,
+                     .n_ff = 1536, .n_ctx_train = 1024, .rms_eps = 1e-5f, .rope_theta = 500000.0f, .rope_neox = 1,
+                     .has_sub_norms = 1, .ffn_act = BN_GLU_RELU2};
+    bench k;
+    memset(&k, 0, sizeof k);
+    if (!synth_model_init(&k.m, &hp, 4242)) return (void)fprintf(stderr, "bench_cuda: out of memory\n");
+    int max_b = 1024;
+    k.tok = malloc((size_t)max_b * sizeof *k.tok);
+    k.logits = malloc((size_t)max_b * hp.n_vocab * sizeof *k.logits);
+    uint64_t s = 11;
+    for (int i = 0; i < max_b; i++) k.tok[i] = (int32_t)(synth_rng(&s) % (uint64_t)hp.n_vocab);
+    if (make_backend(&k, 1, 1024, max_b)) {
+        printf("kit-shaped model (tiny-bitnet shapes: 4 layers, 512 / 1536, 8 / 2 heads of 64, vocab 4096; random "
+               "weights): prompt throughput, one sequence per forward from position 0\n");
+        for (int i = 0; i < 4; i++) {
+            int n = (int[]){128, 256, 512, 1024}[i];
+            double tl = time_forward(&k, n, 0, BN_LOGITS_LAST, quick ? 3 : 9);
+            double ta = time_forward(&k, n, 0, BN_LOGITS_ALL, quick ? 3 : 9);
+            printf("  pp%-4d: %9.0f tok/s last logits only (%.3f ms) | %9.0f tok/s every token's logits copied back "
+                   "(%.3f ms)\n",
+                   n, n / tl, tl * 1e3, n / ta, ta * 1e3);
+        }
+        drop_backend(&k);
+    }
+    synth_model_free(&k.m);
+    free(k.tok), free(k.logits);
+}
+
 int main(int argc, char **argv) {
     bn_hparams hp = {.n_vocab = 128256, .n_embd = 2560, .n_layer = 30, .n_head = 20, .n_head_kv = 5, .head_dim = 128,
                      .n_ff = 6912, .n_ctx_train = 4096, .rms_eps = 1e-5f, .rope_theta = 500000.0f, .rope_neox = 1,
                      .has_sub_norms = 1, .ffn_act = BN_GLU_RELU2};
-    int steps = 256, quick = 0, decode_only = 0;
+    int steps = 256, quick = 0, decode_only = 0, kernels_only = 0, kit_only = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--layers") && i + 1 < argc) hp.n_layer = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--quick")) quick = 1, steps = 32;
         else if (!strcmp(argv[i], "--decode-only")) decode_only = 1;
-        else return fprintf(stderr, "usage: bench_cuda [--layers N] [--steps N] [--quick] [--decode-only]\n"), 2;
+        else if (!strcmp(argv[i], "--kernels-only")) kernels_only = 1;
+        else if (!strcmp(argv[i], "--kit-only")) kit_only = 1;
+        else
+            return fprintf(stderr, "usage: bench_cuda [--layers N] [--steps N] [--quick] [--decode-only] "
+                                   "[--kernels-only] [--kit-only]\n"),
+                   2;
     }
     if (bn_cuda_device_count() == 0) return fprintf(stderr, "bench_cuda: no GPU\n"), 0;
     struct cudaDeviceProp prop;
@@ -187,6 +340,10 @@ int main(int argc, char **argv) {
     printf("device: %s, %d SMs; device-to-device copy %.0f GB/s (read + write)\n", prop.name,
            prop.multiProcessorCount, bw / 1e9);
 
+    if (kit_only) {
+        bench_kit(quick);
+        return 0;
+    }
     bench b;
     memset(&b, 0, sizeof b);
     double t0 = now_s();
@@ -200,6 +357,18 @@ int main(int argc, char **argv) {
     t0 = now_s();
     if (!make_backend(&b, 1, n_ctx, max_b)) return 1;
     printf("upload: %.2f s\n", now_s() - t0);
+
+    if (!decode_only) {
+        bench_head(&b, quick);
+        bench_ternary(&b, quick);
+        fflush(stdout);
+    }
+    if (kernels_only) {
+        drop_backend(&b);
+        synth_model_free(&b.m);
+        free(b.tok), free(b.logits);
+        return 0;
+    }
 
     if (decode_only) { /* for profilers: only decode steps */
         double t = time_decode(&b, 512, steps);
@@ -282,5 +451,6 @@ int main(int argc, char **argv) {
     synth_model_free(&b.m);
     free(b.tok);
     free(b.logits);
+    bench_kit(quick);
     return 0;
 }

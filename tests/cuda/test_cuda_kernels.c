@@ -853,6 +853,153 @@ static void test_decode_long(void **state) {
 #endif
 }
 
+#ifdef BITNET_HAVE_CUDA
+/* Exact product (double) of an F16/BF16 head with f32 activations. */
+static void dense_ref(const bn_dense *d, const float *x, int n_tok, float *ref) {
+    int rows = (int)d->rows, cols = (int)d->cols;
+    float *wf = malloc((size_t)cols * sizeof *wf);
+    assert_non_null(wf);
+    for (int r = 0; r < rows; r++) {
+        const uint16_t *h = (const uint16_t *)(d->data + (size_t)r * d->row_bytes);
+        for (int k = 0; k < cols; k++) wf[k] = d->type == BN_GGML_F16 ? bn_fp16_to_fp32(h[k]) : bn_bf16_to_fp32(h[k]);
+        for (int t = 0; t < n_tok; t++) {
+            const float *xt = x + (size_t)t * cols;
+            double acc = 0.0;
+            for (int k = 0; k < cols; k++) acc += (double)wf[k] * xt[k];
+            ref[(size_t)t * rows + r] = (float)acc;
+        }
+    }
+    free(wf);
+}
+#endif
+
+/* The tensor-core head GEMM (n_tok >= 8, F16 and BF16), through the
+ * backend's op, on shapes with row, token and k tails (cols not a multiple of
+ * the 64-wide k-tile, tokens not of the 32/64/128 tile, rows not of 128):
+ * against the exact product (the activations are rounded to f16 / bf16:
+ * expected rel L2 ~3e-4 / ~1e-3; one shape with activations beyond the f16
+ * range, one with tiny ones), with the output poisoned (NaN) first so that
+ * an element left unwritten fails. Prints one PASS/FAIL line per shape. */
+static void test_dense_mma(void **state) {
+    fixture *f = *state;
+    NEED_GPU(f);
+#ifdef BITNET_HAVE_CUDA
+    const uint32_t types[] = {BN_GGML_F16, BN_GGML_BF16};
+    const int shapes[][3] = {/* rows, cols, n_tok */
+                             {1000, 512, 8},  {4099, 2560, 33}, {517, 136, 100}, {300, 72, 256},
+                             {5003, 2560, 64}, {129, 2560, 129}, {2000, 1024, 17}};
+    int fails = 0;
+    for (size_t ti = 0; ti < 2; ti++)
+        for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
+            int rows = shapes[c][0], cols = shapes[c][1], n_tok = shapes[c][2];
+            bn_dense d;
+            make_dense(&d, types[ti], rows, cols, &f->rng);
+            bitnet_error err;
+            assert_int_equal(bn_cuda_upload_dense(f->gpu, &d, &err), BITNET_OK);
+            size_t ny = (size_t)n_tok * rows;
+            float *x = malloc((size_t)n_tok * cols * 4), *y = malloc(ny * 4), *ref = malloc(ny * 4);
+            assert_true(x && y && ref);
+            /* Shape 2: activations far beyond the f16 range (the GEMM scales each
+             * row by a power of two before rounding); shape 6: tiny ones. */
+            float amp = c == 2 ? 3e5f : c == 6 ? 1e-6f : 1.0f;
+            fill(x, (size_t)n_tok * cols, amp, &f->rng);
+            memset(y, 0xFF, ny * 4); /* NaN */
+            void *gx = put(f, f->gpu, x, (size_t)n_tok * cols * 4), *gy = put(f, f->gpu, y, ny * 4);
+            f->gpu->ops->matmul_dense(f->gpu, &d, gx, n_tok, gy);
+            get(f->gpu, y, gy, ny * 4);
+            assert_int_equal(f->gpu->ops->status(f->gpu, &err), BITNET_OK);
+            dense_ref(&d, x, n_tok, ref);
+            size_t unwritten = 0;
+            for (size_t i = 0; i < ny; i++) unwritten += isnan(y[i]) != 0;
+            double e = rel_l2(y, ref, ny), tol = types[ti] == BN_GGML_F16 ? 2e-3 : 4e-3;
+            int ok = unwritten == 0 && e < tol;
+            fprintf(stderr, "dense_mma %s %dx%d x %d tokens (|x| < %g): rel L2 %.3g (limit %.0e), %zu unwritten: %s\n",
+                    types[ti] == BN_GGML_F16 ? "F16" : "BF16", rows, cols, n_tok, amp, e, tol, unwritten,
+                    ok ? "PASS" : "FAIL");
+            fails += !ok;
+            f->gpu->ops->free(f->gpu, gx), f->gpu->ops->free(f->gpu, gy);
+            free(x), free(y), free(ref), free((void *)d.data);
+        }
+    assert_int_equal(fails, 0);
+#endif
+}
+
+/* The ternary GEMM's tiles (128x64, 64x64, 128x32, 64x32, the chosen one)
+ * and the previous GEMM, against the CPU bit for bit, including several
+ * matrices in one launch (q/k/v-like, gate/up-like) and tails (rows not a
+ * multiple of the tile, n_tok 9, 33, 100, 256). Outputs poisoned first. */
+static void test_ternary_tiles(void **state) {
+    fixture *f = *state;
+    NEED_GPU(f);
+#ifdef BITNET_HAVE_CUDA
+    const int cases[][5] = {/* n_mat, rows0, rows1, rows2, cols; every n_tok below */
+                            {1, 77, 0, 0, 128},      {1, 1001, 0, 0, 2560}, {3, 2560, 640, 640, 2560},
+                            {2, 1000, 1000, 0, 512}, {1, 2560, 0, 0, 6912}, {3, 129, 33, 200, 384}};
+    const int toks[] = {9, 33, 100, 256};
+    int fails = 0;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int n_mat = cases[c][0], cols = cases[c][4];
+        bn_ternary w[3];
+        const bn_cuda_ternary *wd[3];
+        int rows[3];
+        bitnet_error err;
+        for (int i = 0; i < n_mat; i++) {
+            rows[i] = cases[c][1 + i];
+            assert_true(synth_ternary(&w[i], rows[i], cols, (int)((c + i) % 2), &f->rng));
+            assert_int_equal(bn_cuda_upload_ternary(f->gpu, &w[i], &err), BITNET_OK);
+            wd[i] = (const bn_cuda_ternary *)w[i].dev;
+        }
+        float *y = NULL;
+        for (size_t k = 0; k < sizeof toks / sizeof toks[0]; k++) {
+            int n_tok = toks[k];
+            qpair a = make_qact(f, n_tok, cols, &f->rng);
+            float *ref[3], *gy[3];
+            for (int i = 0; i < n_mat; i++) {
+                size_t n = (size_t)n_tok * rows[i];
+                ref[i] = f->cpu->ops->alloc(f->cpu, n * 4);
+                assert_non_null(ref[i]);
+                f->cpu->ops->matmul_ternary(f->cpu, &w[i], &a.c, n_tok, ref[i]);
+                gy[i] = f->gpu->ops->alloc(f->gpu, n * 4);
+                assert_non_null(gy[i]);
+            }
+            for (int v = 0; v <= 5; v++) {
+                size_t bad = 0, total = 0;
+                for (int i = 0; i < n_mat; i++) {
+                    size_t n = (size_t)n_tok * rows[i];
+                    y = realloc(y, n * 4);
+                    assert_non_null(y);
+                    memset(y, 0xFF, n * 4);
+                    upd(f, f->gpu, gy[i], y, n * 4);
+                }
+                int rc = bn_cuda_kernel_ternary(v, n_mat, wd, rows, gy, cols, &a.g, n_tok, 0, NULL);
+                for (int i = 0; i < n_mat && rc == 0; i++) {
+                    size_t n = (size_t)n_tok * rows[i];
+                    y = realloc(y, n * 4);
+                    assert_non_null(y);
+                    get(f->gpu, y, gy[i], n * 4);
+                    for (size_t e = 0; e < n; e++) bad += memcmp(&y[e], &ref[i][e], 4) != 0;
+                    total += n;
+                }
+                int ok = rc == 0 && bad == 0;
+                if (!ok || v == 0)
+                    fprintf(stderr,
+                            "ternary_tiles %d matrices (%d rows first) x %d, %d tokens, variant %d%s: rc %d, %zu of "
+                            "%zu differ: %s\n",
+                            n_mat, rows[0], cols, n_tok, v,
+                            v == 0 ? " (backend's choice)" : v == 1 ? " (previous GEMM)" : "", rc, bad, total,
+                            ok ? "PASS" : "FAIL");
+                fails += !ok;
+            }
+            for (int i = 0; i < n_mat; i++) f->cpu->ops->free(f->cpu, ref[i]), f->gpu->ops->free(f->gpu, gy[i]);
+            free_qact(f, &a);
+        }
+        free(y);
+        for (int i = 0; i < n_mat; i++) free((void *)w[i].codes), free((void *)w[i].row_scale);
+    }
+    assert_int_equal(fails, 0);
+#endif
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_missing_device), cmocka_unit_test(test_quantize), cmocka_unit_test(test_rmsnorm),
@@ -860,6 +1007,7 @@ int main(void) {
         cmocka_unit_test(test_embed),          cmocka_unit_test(test_rope),     cmocka_unit_test(test_attention),
         cmocka_unit_test(test_glu_add),        cmocka_unit_test(test_forward),  cmocka_unit_test(test_decode_long),
         cmocka_unit_test(test_decode_matmul),  cmocka_unit_test(test_decode_attention),
+        cmocka_unit_test(test_dense_mma),      cmocka_unit_test(test_ternary_tiles),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

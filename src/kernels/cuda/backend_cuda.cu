@@ -486,7 +486,15 @@ static int run_op(cuda_backend *c, const op_rec *r, int avail, int graph, const 
     case OP_DENSE: {
         const bn_cuda_dense *d = (const bn_cuda_dense *)r->w;
         *label = P_DENSE;
-        check(c, bn_k_dense(st, d->type, d->data, d->row_bytes, (int)r->n, r->dim, r->x, r->n_tok, r->y),
+        /* The tensor-core GEMM of several tokens converts the activations to
+         * half precision in the work space (free at this point: stream order);
+         * the GEMV (one token, recorded steps) needs none. */
+        size_t need = bn_k_dense_mma_ok(d->type, d->data, d->row_bytes, (int)r->n, r->dim, r->n_tok)
+                          ? bn_k_dense_mma_scratch(r->n_tok, r->dim)
+                          : 0;
+        if (need && !graph && need > c->ws_floats * sizeof(float)) ensure_ws(c, (need + 3) / sizeof(float));
+        check(c, bn_k_dense(st, d->type, d->data, d->row_bytes, (int)r->n, r->dim, r->x, r->n_tok, r->y, c->ws,
+                            c->ws_floats * sizeof(float)),
               "dense matmul");
         return 1;
     }

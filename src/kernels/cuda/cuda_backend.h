@@ -18,6 +18,7 @@
 #ifndef BN_KERNELS_CUDA_CUDA_BACKEND_H
 #define BN_KERNELS_CUDA_CUDA_BACKEND_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "kernels/backend.h"
@@ -62,6 +63,30 @@ bitnet_status bn_cuda_reserve(bn_backend *be, int n_head, int head_dim, bitnet_e
 /* Copies n host bytes to backend memory from alloc, in stream order (tests
  * and benchmarks: the ops table has no host-to-device copy). */
 bitnet_status bn_cuda_copy_to_device(bn_backend *be, void *dst, const void *src, size_t n, bitnet_error *err);
+
+/* Kernel entry points for tests and benchmarks (kernels_ternary_mma.cu,
+ * kernels_dense_mma.cu). Device pointers; the device is synchronized before
+ * (so that copies made on a backend's stream have landed) and after. Runs
+ * once, then, when reps > 0, reps more times between two events on the
+ * default stream and stores the mean ms of one run in *ms. Returns a
+ * cudaError_t value (0: success).
+ * Ternary variant: 0 = the backend's kernel (bn_k_ternary: GEMV up to 8
+ * tokens, else the GEMM with the tile chosen by shape, all n_mat matrices
+ * in one launch); 1 = the previous GEMM (128x64 tiles, one launch per
+ * matrix); 2..5 = the new GEMM with tile 128x64, 64x64, 128x32, 64x32
+ * (rows x tokens). n_mat <= 3 matrices of `cols` inputs share a.
+ * Dense variant: 0 = as the backend (the tensor-core GEMM when
+ * n_tok >= 8 and the type and shape allow, else the GEMV); 1 = the GEMV;
+ * 2 = the GEMM (fails when not applicable). scratch: the GEMM's f16
+ * activations, bn_cuda_kernel_dense_scratch bytes. */
+int bn_cuda_kernel_ternary(int variant, int n_mat, const bn_cuda_ternary *const *w, const int *rows, float *const *y,
+                           int cols, const bn_qact *a, int n_tok, int reps, float *ms);
+int bn_cuda_kernel_dense(int variant, uint32_t type, const void *w, uint64_t row_bytes, int rows, int cols,
+                         const float *x, int n_tok, float *y, void *scratch, size_t scratch_bytes, int reps,
+                         float *ms);
+size_t bn_cuda_kernel_dense_scratch(int n_tok, int cols);
+/* The tile (1..4 as above) bn_k_ternary's GEMM picks for these shapes. */
+int bn_cuda_kernel_ternary_tile(int n_mat, const int *rows, int n_tok);
 
 /* cuda_model.c: uploads every weight of m (prepare_model of the ops table). */
 bitnet_status bn_cuda_prepare_model(bn_backend *be, struct bitnet_model *m, bitnet_error *err);

@@ -65,13 +65,35 @@ cudaError_t bn_k_rope_qk_store(cudaStream_t st, float *q, float *k, const float 
                                int head_dim, bn_pos pos, float theta, int neox, void *K, void *V, int n_ctx);
 cudaError_t bn_k_quantize(cudaStream_t st, const float *x, int n_tok, int dim, const bn_qact *qa);
 /* n_jobs matrices of `cols` inputs sharing the activations a. */
+/* n_tok <= 8: the dp4a GEMV; above, the int8 tensor-core GEMM with tiles
+ * chosen by shape (kernels_ternary_mma.cu), every job in one launch. */
 cudaError_t bn_k_ternary(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, int cols, const bn_qact *a, int n_tok);
+/* The GEMM: tile = 0 chooses by shape; 1..4 force 128x64, 64x64, 128x32,
+ * 64x32 (rows x tokens). Bit-identical to every other tiling and to the
+ * GEMV (integer accumulation, same epilogue). */
+cudaError_t bn_k_ternary_mma(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, int cols, const bn_qact *a,
+                             int n_tok, int tile);
+/* The previous GEMM (one launch per job, 128x64 tiles; tests, benchmarks). */
+cudaError_t bn_k_ternary_mma_v1(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, int cols, const bn_qact *a,
+                                int n_tok);
 /* One token: jobs sharing the activations that prologue p computes. The
  * results equal those of the unfused ops (same integer dot products, same
  * quantization rule). cols <= BN_PRO_MAX_COLS. */
 cudaError_t bn_k_ternary_pro(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, int cols, const bn_prologue *p);
+/* The output head. With n_tok >= BN_DENSE_MMA_MIN_TOK, an F16/BF16 head
+ * that bn_k_dense_mma_ok accepts and scratch of bn_k_dense_mma_scratch
+ * bytes (16-byte aligned; stream-ordered use only), the tensor-core GEMM
+ * (kernels_dense_mma.cu); otherwise the GEMV, 4 tokens per pass. */
 cudaError_t bn_k_dense(cudaStream_t st, uint32_t type, const void *w, uint64_t row_bytes, int rows, int cols,
-                       const float *x, int n_tok, float *y);
+                       const float *x, int n_tok, float *y, void *scratch, size_t scratch_bytes);
+/* The GEMV alone (the kernel bn_k_dense used before the GEMM; tests, benchmarks). */
+cudaError_t bn_k_dense_gemv(cudaStream_t st, uint32_t type, const void *w, uint64_t row_bytes, int rows, int cols,
+                            const float *x, int n_tok, float *y);
+#define BN_DENSE_MMA_MIN_TOK 8
+int bn_k_dense_mma_ok(uint32_t type, const void *w, uint64_t row_bytes, int rows, int cols, int n_tok);
+size_t bn_k_dense_mma_scratch(int n_tok, int cols);
+cudaError_t bn_k_dense_mma(cudaStream_t st, uint32_t type, const void *w, uint64_t row_bytes, int rows, int cols,
+                           const float *x, int n_tok, float *y, void *scratch);
 cudaError_t bn_k_rope(cudaStream_t st, float *x, int n_tok, int n_head, int head_dim, bn_pos pos, float theta,
                       int neox);
 cudaError_t bn_k_glu(cudaStream_t st, float *g, const float *u, int64_t n, int act);

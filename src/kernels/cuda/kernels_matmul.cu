@@ -396,6 +396,18 @@ __global__ void __launch_bounds__(256) k_tern_mma(bn_tern_job j, int cols, const
         }
 }
 
+cudaError_t bn_k_ternary_mma_v1(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, int cols, const bn_qact *a,
+                                int n_tok) {
+    if (n_jobs < 1 || n_jobs > BN_TERN_MAX_JOBS || cols % 128 || n_tok < 1) return cudaErrorInvalidValue;
+    for (int i = 0; i < n_jobs; i++) {
+        dim3 grid((jobs[i].rows + MM_BM - 1) / MM_BM, (n_tok + MM_BN - 1) / MM_BN);
+        bn_launch(k_tern_mma, grid, 256, 0, st, jobs[i], cols, a->q, a->scale, a->sum, n_tok);
+        cudaError_t e = cudaGetLastError();
+        if (e != cudaSuccess) return e;
+    }
+    return cudaSuccess;
+}
+
 /* Up to this many tokens the GEMV (weights read once, dp4a) is used; above,
  * the tensor-core GEMM. */
 #define GEMV_MAX_TOK 8
@@ -403,15 +415,7 @@ __global__ void __launch_bounds__(256) k_tern_mma(bn_tern_job j, int cols, const
 cudaError_t bn_k_ternary(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, int cols, const bn_qact *a,
                          int n_tok) {
     if (n_jobs < 1 || n_jobs > BN_TERN_MAX_JOBS || cols % 128) return cudaErrorInvalidValue;
-    if (n_tok > GEMV_MAX_TOK) {
-        for (int i = 0; i < n_jobs; i++) {
-            dim3 grid((jobs[i].rows + MM_BM - 1) / MM_BM, (n_tok + MM_BN - 1) / MM_BN);
-            bn_launch(k_tern_mma, grid, 256, 0, st, jobs[i], cols, a->q, a->scale, a->sum, n_tok);
-            cudaError_t e = cudaGetLastError();
-            if (e != cudaSuccess) return e;
-        }
-        return cudaSuccess;
-    }
+    if (n_tok > GEMV_MAX_TOK) return bn_k_ternary_mma(st, jobs, n_jobs, cols, a, n_tok, 0);
     tern_jobs J;
     J.n = n_jobs;
     J.first_block[0] = 0;
@@ -548,7 +552,15 @@ static cudaError_t dense_typed(cudaStream_t st, const uint8_t *w, uint64_t row_b
 }
 
 cudaError_t bn_k_dense(cudaStream_t st, uint32_t type, const void *w, uint64_t row_bytes, int rows, int cols,
-                       const float *x, int n_tok, float *y) {
+                       const float *x, int n_tok, float *y, void *scratch, size_t scratch_bytes) {
+    if (scratch && bn_k_dense_mma_ok(type, w, row_bytes, rows, cols, n_tok) &&
+        scratch_bytes >= bn_k_dense_mma_scratch(n_tok, cols))
+        return bn_k_dense_mma(st, type, w, row_bytes, rows, cols, x, n_tok, y, scratch);
+    return bn_k_dense_gemv(st, type, w, row_bytes, rows, cols, x, n_tok, y);
+}
+
+cudaError_t bn_k_dense_gemv(cudaStream_t st, uint32_t type, const void *w, uint64_t row_bytes, int rows, int cols,
+                            const float *x, int n_tok, float *y) {
     const uint8_t *p = (const uint8_t *)w;
     switch (type) {
     case BN_GGML_F32: return dense_typed<BN_GGML_F32>(st, p, row_bytes, rows, cols, x, n_tok, y);

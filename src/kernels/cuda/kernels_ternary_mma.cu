@@ -1,0 +1,298 @@
+/* Ternary × int8 GEMM for steps of more than 8 tokens (prompts, batches) on
+ * the int8 tensor cores (mma.sync.m16n8k32.s8), with the block tile chosen by
+ * shape and every matrix of a fused matmul (q/k/v, gate/up) in one launch.
+ *
+ * Why: the first GEMM (k_tern_mma in kernels_matmul.cu) uses one 128 x 64
+ * tile and one launch per matrix; on the 2B4T shapes at 256 tokens that is
+ * 80 blocks for q/o/down, 20 for k/v and 216 for gate/up on 132 SMs: most
+ * launches fill under one wave (and 64-token steps far less). Here the tile
+ * is 128x64, 64x64, 128x32 or 64x32 (rows x tokens; warps of 32x32, so the
+ * per-warp inner loop is the same for all), picked by a small cost model
+ * (tm_pick) so that the grid covers the SMs.
+ *
+ * Operands are as in kernels_matmul.cu: a 32-bit word of codes shifted by
+ * 6 - 2ks and masked with 0x03030303 is one A-fragment register (codes
+ * c = w + 1 of 4 consecutive weights of k-step ks), loaded once per 128-wide
+ * k-tile; activations are int8 rows, loaded with ldmatrix (two n-tiles'
+ * b0/b1 per instruction). Σ w·q = Σ c·q − Σ q exactly in int32, and the float
+ * epilogue is the same expression as store_result, so every tiling gives the
+ * same bits as the GEMV and the CPU reference. */
+#include "kernels/cuda/cuda_common.cuh"
+#include "kernels/cuda/cuda_kernels.cuh"
+#include "kernels/cuda/cuda_mma.cuh"
+
+#define TM_MASK 0x03030303u
+#define TM_AS 48  /* smem bytes per weight row of a stage (32 used; padding spreads banks) */
+#define TM_BS 144 /* smem bytes per token row of a stage (128 used; 9 x 16: ldmatrix rows on distinct banks) */
+#define TM_ST 3   /* pipeline stages */
+
+struct tm_jobs {
+    bn_tern_job job[BN_TERN_MAX_JOBS];
+    int first_block[BN_TERN_MAX_JOBS + 1]; /* along grid x (row tiles) */
+    int n;
+};
+
+/* Must stay the same arithmetic as store_result (kernels_matmul.cu): the
+ * tests compare the two bit for bit. */
+__device__ __forceinline__ void tm_store(const bn_tern_job &j, int r, int t, int acc, const float *as,
+                                         const int32_t *asum) {
+    float v = (float)(acc - asum[t]) * j.scale[r] / as[t];
+    float *y = j.y + (size_t)t * j.rows + r;
+    *y = j.accumulate ? __fadd_rn(*y, v) : v;
+}
+
+/* WM x WN warps, each 32 rows x 32 tokens (2 x 4 mma tiles). */
+template <int WM, int WN>
+__global__ void __launch_bounds__(WM *WN * 32)
+    k_tern_mma2(tm_jobs J, int cols, const int8_t *__restrict__ q, const float *__restrict__ as,
+                const int32_t *__restrict__ asum, int n_tok) {
+    constexpr int BM = WM * 32, BN = WN * 32, T = WM * WN * 32;
+    constexpr int A_PER = BM * 2 / T, B_PER = BN * 8 / T; /* 16-byte chunks per thread per stage */
+    static_assert(A_PER >= 1 && B_PER >= 1, "tile too small for its threads");
+    __shared__ __align__(16) uint8_t sa[TM_ST][BM * TM_AS];
+    __shared__ __align__(16) uint8_t sb[TM_ST][BN * TM_BS];
+    pdl_wait();
+    pdl_launch();
+    /* Constant indices only: a run-time index would copy J to local memory. */
+    int b = blockIdx.x, fb = 0;
+    bn_tern_job j = J.job[0];
+    if (J.n > 1 && b >= J.first_block[1]) j = J.job[1], fb = J.first_block[1];
+    if (J.n > 2 && b >= J.first_block[2]) j = J.job[2], fb = J.first_block[2];
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int wm = warp % WM, wn = warp / WM, g = lane >> 2, tg = lane & 3;
+    const int row0 = (b - fb) * BM, tok0 = blockIdx.y * BN, nk = cols / 128;
+    const size_t rb = (size_t)(cols / 4); /* code bytes per row */
+
+    const uint8_t *asrc[A_PER];
+    int aoff[A_PER];
+    bool aval[A_PER];
+#pragma unroll
+    for (int i = 0; i < A_PER; i++) {
+        int c = tid + i * T, r = c >> 1, p = c & 1;
+        aval[i] = row0 + r < j.rows;
+        asrc[i] = j.codes + (size_t)(aval[i] ? row0 + r : 0) * rb + p * 16;
+        aoff[i] = r * TM_AS + p * 16;
+    }
+    const int8_t *bsrc[B_PER];
+    int boff[B_PER];
+    bool bval[B_PER];
+#pragma unroll
+    for (int i = 0; i < B_PER; i++) {
+        int c = tid + i * T, t = c >> 3, p = c & 7;
+        bval[i] = tok0 + t < n_tok;
+        bsrc[i] = q + (size_t)(bval[i] ? tok0 + t : 0) * cols + p * 16;
+        boff[i] = t * TM_BS + p * 16;
+    }
+    auto load = [&](int s, int kt) {
+#pragma unroll
+        for (int i = 0; i < A_PER; i++) bn_cp_async16(&sa[s][aoff[i]], asrc[i] + (size_t)kt * 32, aval[i]);
+#pragma unroll
+        for (int i = 0; i < B_PER; i++) bn_cp_async16(&sb[s][boff[i]], bsrc[i] + (size_t)kt * 128, bval[i]);
+    };
+
+    int acc[2][4][4];
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) acc[mt][nt][i] = 0;
+#pragma unroll
+    for (int s = 0; s < TM_ST - 1; s++) {
+        if (s < nk) load(s, s);
+        bn_cp_async_commit();
+    }
+    /* ldmatrix rows of this lane: matrices (tokens 0-7, bytes 0-15),
+     * (0-7, 16-31), (8-15, 0-15), (8-15, 16-31) of a 16-token pair of
+     * n-tiles = b0, b1 of n-tile 2np, b0, b1 of n-tile 2np + 1. */
+    const int b_row = wn * 32 + (lane & 7) + (lane >> 4) * 8, b_byte = ((lane >> 3) & 1) * 16;
+    for (int kt = 0; kt < nk; kt++) {
+        bn_cp_async_wait<TM_ST - 2>();
+        __syncthreads(); /* stage kt landed for every thread; stage kt-1 is free */
+        int nx = kt + TM_ST - 1;
+        if (nx < nk) load(nx % TM_ST, nx);
+        bn_cp_async_commit();
+        const uint8_t *A = sa[kt % TM_ST], *B = sb[kt % TM_ST];
+        unsigned aw[2][4];
+#pragma unroll
+        for (int mt = 0; mt < 2; mt++) {
+            const uint8_t *p = A + (wm * 32 + mt * 16 + g) * TM_AS + tg * 4;
+            aw[mt][0] = *(const unsigned *)p;
+            aw[mt][1] = *(const unsigned *)(p + 8 * TM_AS);
+            aw[mt][2] = *(const unsigned *)(p + 16);
+            aw[mt][3] = *(const unsigned *)(p + 8 * TM_AS + 16);
+        }
+#pragma unroll
+        for (int ks = 0; ks < 4; ks++) {
+            const int sh = 6 - 2 * ks;
+            unsigned bf[2][4];
+#pragma unroll
+            for (int np = 0; np < 2; np++) bn_ldmatrix_x4(bf[np], B + (b_row + np * 16) * TM_BS + ks * 32 + b_byte);
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++) {
+                unsigned a0 = (aw[mt][0] >> sh) & TM_MASK, a1 = (aw[mt][1] >> sh) & TM_MASK;
+                unsigned a2 = (aw[mt][2] >> sh) & TM_MASK, a3 = (aw[mt][3] >> sh) & TM_MASK;
+#pragma unroll
+                for (int nt = 0; nt < 4; nt++)
+                    bn_mma_s8(acc[mt][nt], a0, a1, a2, a3, bf[nt >> 1][(nt & 1) * 2], bf[nt >> 1][(nt & 1) * 2 + 1]);
+            }
+        }
+    }
+    bn_cp_async_wait<0>();
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+        for (int nt = 0; nt < 4; nt++) {
+            int r = row0 + wm * 32 + mt * 16 + g, t = tok0 + wn * 32 + nt * 8 + tg * 2;
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                int rr = r + (i >> 1) * 8, tt = t + (i & 1);
+                if (rr < j.rows && tt < n_tok) tm_store(j, rr, tt, acc[mt][nt][i], as, asum);
+            }
+        }
+}
+
+/* Tiles, in order of preference on equal cost (larger first). */
+static const int tm_wm[4] = {4, 2, 4, 2}, tm_wn[4] = {2, 2, 1, 1};
+/* Relative cost per multiply of each tile's global -> shared traffic (bytes
+ * per MAC: 128x64 12 KB / 8192, 64x64 10 / 4096, 128x32 8 / 4096, 64x32 6 / 2048,
+ * damped: the warps' inner loop is the same for all). */
+static const double tm_f[4] = {1.0, 1.1, 1.0, 1.15};
+
+static int tm_sm_count(void) {
+    static int cached[64]; /* per device; a racing first fill writes the same value */
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return 132;
+    if (!cached[dev]) {
+        int n = 0;
+        if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n <= 0) n = 132;
+        cached[dev] = n;
+    }
+    return cached[dev];
+}
+
+/* Cost model: blocks spread evenly, so the busiest SM holds b = ceil(B / n_sm)
+ * blocks; its time is b x (tile multiplies) / rate, where the rate grows with
+ * the warps resident on the SM until 4 (one per scheduler: each warp issues 32
+ * independent mma per k-tile) and the factor tm_f above. */
+static int tm_pick(const bn_tern_job *jobs, int n_jobs, int n_tok, int n_sm) {
+    int best = 0;
+    double best_cost = 0.0;
+    for (int k = 0; k < 4; k++) {
+        int bm = tm_wm[k] * 32, bn = tm_wn[k] * 32;
+        long blocks = 0;
+        for (int i = 0; i < n_jobs; i++) blocks += (jobs[i].rows + bm - 1) / bm;
+        blocks *= (n_tok + bn - 1) / bn;
+        long b = (blocks + n_sm - 1) / n_sm;
+        double warps = (double)b * tm_wm[k] * tm_wn[k], rate = warps >= 4 ? 1.0 : warps / 4.0;
+        double cost = (double)b * bm * bn / rate * tm_f[k];
+        if (k == 0 || cost < best_cost * 0.999) best = k, best_cost = cost;
+    }
+    return best + 1;
+}
+
+template <int WM, int WN>
+static cudaError_t tm_launch(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, int cols, const bn_qact *a,
+                             int n_tok) {
+    const int bm = WM * 32, bn = WN * 32;
+    tm_jobs J;
+    J.n = n_jobs;
+    J.first_block[0] = 0;
+    for (int i = 0; i < BN_TERN_MAX_JOBS; i++) {
+        if (i < n_jobs) {
+            J.job[i] = jobs[i];
+            J.first_block[i + 1] = J.first_block[i] + (jobs[i].rows + bm - 1) / bm;
+        } else {
+            J.job[i] = jobs[0];
+            J.first_block[i + 1] = J.first_block[i];
+        }
+    }
+    dim3 grid((unsigned)J.first_block[n_jobs], (unsigned)((n_tok + bn - 1) / bn));
+    cudaError_t e = bn_launch(k_tern_mma2<WM, WN>, grid, WM * WN * 32, 0, st, J, cols, a->q, a->scale, a->sum, n_tok);
+    return e != cudaSuccess ? e : cudaGetLastError();
+}
+
+cudaError_t bn_k_ternary_mma(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, int cols, const bn_qact *a,
+                             int n_tok, int tile) {
+    if (n_jobs < 1 || n_jobs > BN_TERN_MAX_JOBS || cols % 128 || cols <= 0 || n_tok < 1 || tile < 0 || tile > 4)
+        return cudaErrorInvalidValue;
+    for (int i = 0; i < n_jobs; i++)
+        if (jobs[i].rows < 1) return cudaErrorInvalidValue;
+    if (n_tok > 65535 * 32) return cudaErrorInvalidValue;
+    if (tile == 0) tile = tm_pick(jobs, n_jobs, n_tok, tm_sm_count());
+    switch (tile) {
+    case 1: return tm_launch<4, 2>(st, jobs, n_jobs, cols, a, n_tok);
+    case 2: return tm_launch<2, 2>(st, jobs, n_jobs, cols, a, n_tok);
+    case 3: return tm_launch<4, 1>(st, jobs, n_jobs, cols, a, n_tok);
+    default: return tm_launch<2, 1>(st, jobs, n_jobs, cols, a, n_tok);
+    }
+}
+
+/* ------------------------------------------- test and benchmark hooks -- */
+
+extern "C" {
+#include "kernels/cuda/cuda_backend.h"
+}
+
+/* Runs fn once, then reps times between events; mean ms per run. */
+template <typename F>
+static cudaError_t tm_timed(F fn, int reps, float *ms) {
+    cudaError_t e = cudaDeviceSynchronize();
+    if (e == cudaSuccess) e = fn();
+    if (e == cudaSuccess) e = cudaDeviceSynchronize();
+    if (e != cudaSuccess || reps <= 0) return e;
+    cudaEvent_t e0, e1;
+    if ((e = cudaEventCreate(&e0)) != cudaSuccess) return e;
+    if ((e = cudaEventCreate(&e1)) != cudaSuccess) return cudaEventDestroy(e0), e;
+    e = cudaEventRecord(e0, 0);
+    for (int i = 0; i < reps && e == cudaSuccess; i++) e = fn();
+    if (e == cudaSuccess) e = cudaEventRecord(e1, 0);
+    if (e == cudaSuccess) e = cudaEventSynchronize(e1);
+    float t = 0.0f;
+    if (e == cudaSuccess) e = cudaEventElapsedTime(&t, e0, e1);
+    if (e == cudaSuccess && ms) *ms = t / reps;
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    return e;
+}
+
+extern "C" int bn_cuda_kernel_ternary(int variant, int n_mat, const bn_cuda_ternary *const *w, const int *rows,
+                                      float *const *y, int cols, const bn_qact *a, int n_tok, int reps, float *ms) {
+    if (n_mat < 1 || n_mat > BN_TERN_MAX_JOBS || variant < 0 || variant > 5) return (int)cudaErrorInvalidValue;
+    bn_tern_job jobs[BN_TERN_MAX_JOBS];
+    for (int i = 0; i < n_mat; i++) {
+        jobs[i].codes = w[i]->codes;
+        jobs[i].scale = w[i]->scale;
+        jobs[i].y = y[i];
+        jobs[i].rows = rows[i];
+        jobs[i].accumulate = 0;
+    }
+    auto fn = [&]() -> cudaError_t {
+        if (variant == 0) return bn_k_ternary(0, jobs, n_mat, cols, a, n_tok);
+        if (variant == 1) return bn_k_ternary_mma_v1(0, jobs, n_mat, cols, a, n_tok);
+        return bn_k_ternary_mma(0, jobs, n_mat, cols, a, n_tok, variant - 1);
+    };
+    return (int)tm_timed(fn, reps, ms);
+}
+
+extern "C" int bn_cuda_kernel_ternary_tile(int n_mat, const int *rows, int n_tok) {
+    bn_tern_job jobs[BN_TERN_MAX_JOBS];
+    if (n_mat < 1 || n_mat > BN_TERN_MAX_JOBS) return 0;
+    for (int i = 0; i < n_mat; i++) jobs[i].rows = rows[i];
+    return tm_pick(jobs, n_mat, n_tok, tm_sm_count());
+}
+
+extern "C" int bn_cuda_kernel_dense(int variant, uint32_t type, const void *w, uint64_t row_bytes, int rows, int cols,
+                                    const float *x, int n_tok, float *y, void *scratch, size_t scratch_bytes,
+                                    int reps, float *ms) {
+    auto fn = [&]() -> cudaError_t {
+        if (variant == 0) return bn_k_dense(0, type, w, row_bytes, rows, cols, x, n_tok, y, scratch, scratch_bytes);
+        if (variant == 1) return bn_k_dense_gemv(0, type, w, row_bytes, rows, cols, x, n_tok, y);
+        if (scratch_bytes < bn_k_dense_mma_scratch(n_tok, cols)) return cudaErrorInvalidValue;
+        return bn_k_dense_mma(0, type, w, row_bytes, rows, cols, x, n_tok, y, scratch);
+    };
+    if (variant < 0 || variant > 2) return (int)cudaErrorInvalidValue;
+    return (int)tm_timed(fn, reps, ms);
+}
+
+extern "C" size_t bn_cuda_kernel_dense_scratch(int n_tok, int cols) { return bn_k_dense_mma_scratch(n_tok, cols); }
