@@ -15,3 +15,14 @@ if(BITNET_AARCH64_CC AND BITNET_QEMU_AARCH64)
            COMMAND sh ${CMAKE_SOURCE_DIR}/tests/kernels/neon_cross.sh ${CMAKE_BINARY_DIR}/neon_cross)
   set_tests_properties(kernels_neon_cross PROPERTIES PASS_REGULAR_EXPRESSION "neon_cross: PASS")
 endif()
+
+# LUT-versus-MAD measurement (docs/PERFORMANCE.md, "CPU kernels"): built, not a
+# ctest; exits 1 when its own exactness check fails. x86-64 only: the LUT
+# kernel needs AVX-512 VBMI (vpermb) and VNNI, checked at run time.
+if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64")
+  add_executable(bench_lut ${CMAKE_SOURCE_DIR}/tests/kernels/bench_lut.c)
+  target_include_directories(bench_lut PRIVATE ${CMAKE_SOURCE_DIR}/include ${CMAKE_SOURCE_DIR}/src)
+  target_link_libraries(bench_lut PRIVATE bitnet_static PkgConfig::CJSON PkgConfig::PCRE2 Threads::Threads m)
+  target_compile_definitions(bench_lut PRIVATE _GNU_SOURCE)
+  target_compile_options(bench_lut PRIVATE -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vbmi -mavx512vnni -mavx2 -mfma)
+endif()
