@@ -432,9 +432,13 @@ int main(int argc, char **argv) {
         bench_ternary(lv, n_lv, 6912, 2560, 1, "GEMV 2B4T ffn_up");
         bench_ternary(lv, n_lv, 2560, 6912, 1, "GEMV 2B4T ffn_down");
         bench_ternary(lv, n_lv, 512, 2560, 4, "GEMM tile");
+        bench_ternary(lv, n_lv, 512, 2560, 8, "GEMM 8 tokens");
+        bench_ternary(lv, n_lv, 512, 2560, 16, "GEMM 16 tokens");
         bench_ternary(lv, n_lv, 512, 2560, quick ? 16 : 128, "GEMM prompt");
+        if (!quick) bench_ternary(lv, n_lv, 2560, 6912, 128, "GEMM prompt ffn_down");
         bench_dense(lv, n_lv, BN_GGML_F16, quick ? 4096 : 32768, 2560);
         bench_dense(lv, n_lv, BN_GGML_Q8_0, quick ? 4096 : 32768, 2560);
+        bench_dense(lv, n_lv, BN_GGML_Q8_0, 512, 2560);
     }
     if (do_e2e) {
         /* 2B4T: vocab 128256, 2560 wide, 30 layers, 20/5 heads, 6912 FFN. */

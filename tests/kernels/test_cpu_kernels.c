@@ -1,6 +1,6 @@
 /* Every CPU kernel level this machine can run against the plain C reference,
  * on random data of awkward shapes (row counts that are not multiples of the
- * SIMD widths, 1..7 tokens, widths with tails).
+ * SIMD widths, 1..40 tokens, widths with tails).
  *
  * Integer paths (activation quantization, ternary dot products) must match
  * bit-exactly, including the float outputs of ternary_gemm, which use the
@@ -154,10 +154,17 @@ static void test_ternary_gemm_shapes(void **state) {
     (void)state;
     const int64_t rows[] = {1, 5, 16, 17, 33, 67, 130};
     const int64_t cols[] = {128, 256, 384, 640, 1152, 2560, 6912};
+    /* Token counts on both sides of the AVX-512 panel GEMM's threshold (8)
+     * and around its 12-token tiles (13 = 7 + 6, 25 = 9 + 8 + 8, 40). */
+    const int toks[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 16, 24, 25, 37, 40};
+    const int toks_wide[] = {1, 4, 7, 8, 13, 40};
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
-        for (size_t j = 0; j < sizeof cols / sizeof cols[0]; j++)
-            for (int n_tok = 1; n_tok <= 7; n_tok += (cols[j] > 2000 ? 3 : 1))
-                check_ternary(rows[i], cols[j], n_tok, 0, (int)((i + j) & 1));
+        for (size_t j = 0; j < sizeof cols / sizeof cols[0]; j++) {
+            int wide = cols[j] > 2000;
+            size_t nt = wide ? sizeof toks_wide / sizeof toks_wide[0] : sizeof toks / sizeof toks[0];
+            for (size_t k = 0; k < nt; k++)
+                check_ternary(rows[i], cols[j], wide ? toks_wide[k] : toks[k], 0, (int)((i + j + k) & 1));
+        }
 }
 
 static void test_ternary_gemm_extremes(void **state) {
@@ -167,6 +174,9 @@ static void test_ternary_gemm_extremes(void **state) {
     check_ternary(19, 6912, 3, 1, 1);
     check_ternary(7, 2176, 6, 2, 0);
     check_ternary(40, 128 * 33, 9, 0, 0);
+    /* 33 blocks: the panel GEMM's last K chunk is a single block. */
+    check_ternary(45, 128 * 33, 29, 0, 1);
+    check_ternary(19, 6912, 17, 1, 0);
 }
 
 static float rel_err(float got, float want, float mag) { return fabsf(got - want) / (mag > 1e-20f ? mag : 1e-20f); }
@@ -185,7 +195,7 @@ static void check_dense(uint32_t type, int64_t rows, int64_t cols, int n_tok) {
             for (int64_t b = 0; b < cols / 32; b++) {
                 uint16_t d = bn_fp32_to_fp16(0.01f + 0.02f * (rndf() + 1.0f));
                 row[b * 34] = (uint8_t)d, row[b * 34 + 1] = (uint8_t)(d >> 8);
-                for (int j = 0; j < 32; j++) row[b * 34 + 2 + j] = (uint8_t)(int8_t)((int)(rnd() % 255) - 127);
+                for (int j = 0; j < 32; j++) row[b * 34 + 2 + j] = (uint8_t)(int8_t)((int)(rnd() % 256) - 128);
             }
         } else if (type == BN_GGML_F32) {
             fill(tmp, cols, 1.0f);
@@ -240,7 +250,9 @@ static void check_dense(uint32_t type, int64_t rows, int64_t cols, int n_tok) {
 static void test_dense_gemm(void **state) {
     (void)state;
     const uint32_t types[] = {BN_GGML_F16, BN_GGML_Q8_0, BN_GGML_F32};
-    const int64_t cols[] = {32, 96, 136, 2560, 4160};
+    /* Q8_0 on AVX-512 takes runs of 16 blocks, then pairs, then one block:
+     * 544 = 16 + 1 blocks, 4160 = 8·16 + 2, 6912 = 13·16 + 8. */
+    const int64_t cols[] = {32, 96, 136, 544, 2560, 4160, 6912};
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
         for (size_t j = 0; j < sizeof cols / sizeof cols[0]; j++) {
             if (types[i] == BN_GGML_Q8_0 && cols[j] % 32) continue;

@@ -321,7 +321,7 @@ static inline __attribute__((always_inline)) void f16_row_dots(const uint16_t *w
  * (bn_quantize_row_q8_blocks_ref, bit-exact), so a block's dot is integer:
  * maddubs(|w|, sign(x, w)) (|w| ≤ 128, |x| ≤ 127: a pair never exceeds
  * 32512), madd to int32, then one float FMA by d_w·d_x. */
-static void quantize_q8_blocks_avx2(const float *x, int64_t n, int8_t *q, float *d) {
+void bn_quantize_q8_blocks_avx2(const float *x, int64_t n, int8_t *q, float *d) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     for (int64_t b = 0; b < n / 32; b++) {
@@ -445,7 +445,7 @@ static void dense_q8_0_avx2(const bn_dense *w, int64_t r0, int64_t r1, const flo
     float *dx = (float *)(qx + per * cols);
     for (int t0 = 0; t0 < n_tok; t0 += per) {
         int nt = n_tok - t0 < per ? n_tok - t0 : per;
-        for (int t = 0; t < nt; t++) quantize_q8_blocks_avx2(x + (int64_t)(t0 + t) * cols, cols, qx + t * cols, dx + t * nb);
+        for (int t = 0; t < nt; t++) bn_quantize_q8_blocks_avx2(x + (int64_t)(t0 + t) * cols, cols, qx + t * cols, dx + t * nb);
         for (int64_t r = r0; r < r1; r++) {
             const uint8_t *wr = w->data + r * w->row_bytes;
             float d[TOK_TILE];
