@@ -28,6 +28,7 @@ done
 OUT=${OUT:-$PWD/gpu-check-out}
 mkdir -p "$OUT"
 [ -z "$KIT" ] && { [ -d .kit ] && KIT=.kit || KIT=../shared/conformance; }
+export BITNET_TEST_KIT="$(cd "$KIT" && pwd)"  # the CUDA batch test looks for the kit here
 SUMMARY="$OUT/summary.txt"
 : > "$SUMMARY"
 status=0
