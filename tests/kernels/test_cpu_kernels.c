@@ -181,9 +181,13 @@ static void test_ternary_gemm_extremes(void **state) {
 
 static float rel_err(float got, float want, float mag) { return fabsf(got - want) / (mag > 1e-20f ? mag : 1e-20f); }
 
-static void check_dense(uint32_t type, int64_t rows, int64_t cols, int n_tok) {
+/* off: bytes by which the rows start past a 64-byte boundary (the AVX-512
+ * F16 head reads whole lines and first takes a row's part up to its first
+ * line's end; GGUF tensors are only 32-byte aligned). */
+static void check_dense_at(uint32_t type, int64_t rows, int64_t cols, int n_tok, size_t off) {
     uint64_t rb = bn_ggml_row_bytes(type, cols);
-    uint8_t *data = malloc((size_t)(rb * rows));
+    uint8_t *block = aligned_alloc(64, ((size_t)(rb * rows) + off + 63) / 64 * 64);
+    uint8_t *data = block + off;
     /* Valid encodings of random values: go through the format's own decoder's
      * inverse where one exists; F16/BF16/F32/Q8_0 bytes are built directly. */
     float *tmp = malloc((size_t)cols * sizeof *tmp);
@@ -244,7 +248,11 @@ static void check_dense(uint32_t type, int64_t rows, int64_t cols, int n_tok) {
             }
         }
     }
-    free(data), free(tmp), free(x), free(yr), free(yk), free(yq);
+    free(block), free(tmp), free(x), free(yr), free(yk), free(yq);
+}
+
+static void check_dense(uint32_t type, int64_t rows, int64_t cols, int n_tok) {
+    check_dense_at(type, rows, cols, n_tok, 0);
 }
 
 static void test_dense_gemm(void **state) {
@@ -257,6 +265,14 @@ static void test_dense_gemm(void **state) {
         for (size_t j = 0; j < sizeof cols / sizeof cols[0]; j++) {
             if (types[i] == BN_GGML_Q8_0 && cols[j] % 32) continue;
             for (int n_tok = 1; n_tok <= 7; n_tok++) check_dense(types[i], n_tok & 1 ? 37 : 6, cols[j], n_tok);
+        }
+    /* Rows starting inside a line, rows shorter than one line's remainder. */
+    const int64_t fcols[] = {8, 16, 40, 2560, 2568};
+    const size_t offs[] = {2, 32, 34, 62};
+    for (size_t j = 0; j < sizeof fcols / sizeof fcols[0]; j++)
+        for (size_t o = 0; o < sizeof offs / sizeof offs[0]; o++) {
+            check_dense_at(BN_GGML_F16, 37, fcols[j], 1, offs[o]);
+            check_dense_at(BN_GGML_F16, 6, fcols[j], 2, offs[o]);
         }
 }
 

@@ -21,8 +21,10 @@
  * reference's expression. See "Prompt GEMM" below.
  *
  * Output head: Q8_0 rows four at a time against int8-quantized activations,
- * exact integer block sums (see "The int8 (Q8_0) output head" below); F16 and
- * the other types use the AVX2 kernels (kernels_x86.h). */
+ * exact integer block sums (see "The int8 (Q8_0) output head" below); F16 at
+ * decode with whole-line loads and interleaved prefetch ("The F16 output head
+ * at decode"); F16 prompts and the other types use the AVX2 kernels
+ * (kernels_x86.h). */
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
@@ -42,13 +44,17 @@
 #define GEMM_TILE 12
 #define GEMM_MIN_TOKENS 5
 
+#ifndef T_HINT
+#define T_HINT _MM_HINT_T1
+#endif
+
 static inline __m512i codes_of(const uint8_t *blk, __m512i shift, __m512i m3) {
     __m512i raw = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)blk));
     return _mm512_and_si512(_mm512_srlv_epi16(raw, shift), m3);
 }
 
 static inline __attribute__((always_inline)) void row_dots(const uint8_t *wr, int64_t nb, const int8_t *q,
-                                                           int64_t ldq, int nt, int32_t *out) {
+                                                           int64_t ldq, int nt, int64_t pf, int32_t *out) {
     const __m512i m3 = _mm512_set1_epi8(3);
     /* Lanes 0-15 (the low 256 bits) shift by the first count, 16-31 by the second. */
     const __m512i sh01 = _mm512_inserti64x4(_mm512_set1_epi16(6), _mm256_set1_epi16(4), 1);
@@ -57,6 +63,7 @@ static inline __attribute__((always_inline)) void row_dots(const uint8_t *wr, in
     for (int t = 0; t < nt; t++) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = _mm512_setzero_si512();
     int64_t b = 0;
     for (; b + 2 <= nb; b += 2) {
+        if (pf) _mm_prefetch((const char *)(uintptr_t)((uintptr_t)wr + (uintptr_t)(b * 32 + pf)), T_HINT);
         __m512i a01 = codes_of(wr + b * 32, sh01, m3), a23 = codes_of(wr + b * 32, sh23, m3);
         __m512i b01 = codes_of(wr + b * 32 + 32, sh01, m3), b23 = codes_of(wr + b * 32 + 32, sh23, m3);
         for (int t = 0; t < nt; t++) {
@@ -82,10 +89,20 @@ static inline __attribute__((always_inline)) void row_dots(const uint8_t *wr, in
 }
 
 /* Streaming from DRAM, one row at a time leaves too few misses in flight
- * for a single core to reach its bandwidth; asking for a row a few rows
- * ahead (first token tile only: later tiles find the rows in cache) fixes
- * that at the cost of one prefetch per cache line. */
+ * for a single core to reach its bandwidth (at 2 threads each core is the
+ * limit, not the memory system: a read probe gets 2 × its one-thread
+ * figure). The GEMV asks for the line T_PF bytes ahead of the one it reads,
+ * one prefetch per cache line interleaved with the work (first token tile
+ * only: later tiles find the rows in cache), into L2 (T_HINT): an L2
+ * prefetch does not hold one of the few L1 fill buffers until its line
+ * arrives, so it can run further ahead. Measured at 2 threads over 2B4T's
+ * 210 matrices: 8 KB ahead into L2 beats the former whole row 4 rows ahead
+ * into L1 (T_PF 0) by 5-10 %; 2 KB into L2 gains less, into L1 at 0.5-1 KB
+ * nothing. */
 #define PREFETCH_ROWS 4
+#ifndef T_PF
+#define T_PF 8192
+#endif
 
 static inline void prefetch_row(const uint8_t *p, int64_t bytes) {
     for (int64_t o = 0; o < bytes; o += 64) _mm_prefetch((const char *)p + o, _MM_HINT_T0);
@@ -109,12 +126,15 @@ static void ternary_gemm_avx512(const bn_ternary *w, int64_t r0, int64_t r1, con
             for (int64_t r = g0; r < g1; r++) {
                 int32_t d[TOK_TILE];
                 const uint8_t *wr = w->codes + r * row_bytes;
+#if T_PF == 0
                 if (t0 == 0 && r + PREFETCH_ROWS < w->rows) prefetch_row(wr + PREFETCH_ROWS * row_bytes, row_bytes);
+#endif
+                int64_t pf = t0 == 0 && T_PF > 0 ? T_PF : 0;
                 switch (nt) {
-                case 1: row_dots(wr, nb, q, w->cols, 1, d); break;
-                case 2: row_dots(wr, nb, q, w->cols, 2, d); break;
-                case 3: row_dots(wr, nb, q, w->cols, 3, d); break;
-                default: row_dots(wr, nb, q, w->cols, 4, d); break;
+                case 1: row_dots(wr, nb, q, w->cols, 1, pf, d); break;
+                case 2: row_dots(wr, nb, q, w->cols, 2, pf, d); break;
+                case 3: row_dots(wr, nb, q, w->cols, 3, pf, d); break;
+                default: row_dots(wr, nb, q, w->cols, 4, pf, d); break;
                 }
                 float ws = bn_ternary_row_scale(w, r);
                 for (int t = 0; t < nt; t++)
@@ -313,9 +333,13 @@ static void quantize_row_i8_avx512(const float *x, int64_t n, int8_t *q, float *
  * the reference (as on AVX2), the integers do not.
  *
  * At decode the head is a stream from DRAM: four rows share each load of x
- * and its scales, and the next four rows are prefetched while these run
- * (the AVX2 kernel, one row and two rows ahead: 18 GB/s at 2 threads). */
+ * and its scales; each row prefetches the lines Q8_PF bytes ahead of the 16
+ * blocks it reads (like the F16 head; the former burst of the next four rows
+ * measured 12 % slower at 2 threads). */
 #define Q8_ROWS 4
+#ifndef Q8_PF
+#define Q8_PF 768
+#endif
 
 /* 8 lanes of d_w of block b, 8 of block b + 1 (fp16 at each block's start). */
 static inline __m512 q8_pair_scales(const uint8_t *b0) {
@@ -383,6 +407,9 @@ static inline __attribute__((always_inline)) void q8_rows_dot(const uint8_t *wr,
         __m512 dxl = _mm512_permutexvar_ps(lanes, _mm512_loadu_ps(dx + b));
         for (int i = 0; i < nr; i++) {
             const uint8_t *b0 = wr + i * ld + b * 34;
+#if Q8_PF > 0
+            for (int j = 0; j < 16 * 34; j += 64) _mm_prefetch((const char *)(uintptr_t)((uintptr_t)b0 + Q8_PF + j), _MM_HINT_T0);
+#endif
             __m512i p[8];
             for (int k = 0; k < 8; k++) {
                 __m512i w = q8_pair_load(b0 + k * 68);
@@ -434,7 +461,9 @@ static void dense_q8_0_avx512(const bn_dense *w, int64_t r0, int64_t r1, const f
         int64_t r = r0;
         for (; r + Q8_ROWS <= r1; r += Q8_ROWS) {
             const uint8_t *wr = w->data + r * ld;
+#if Q8_PF == 0
             if (r + 2 * Q8_ROWS <= w->rows) prefetch_row(wr + Q8_ROWS * ld, Q8_ROWS * ld);
+#endif
             for (int t = 0; t < nt; t++) {
                 float d[Q8_ROWS];
                 q8_rows_dot(wr, ld, nb, qx + t * cols, dx + t * nb, Q8_ROWS, d);
@@ -447,9 +476,81 @@ static void dense_q8_0_avx512(const bn_dense *w, int64_t r0, int64_t r1, const f
     }
 }
 
+/* ---- The F16 output head at decode ----
+ *
+ * One token against rows streamed from DRAM. What limits it is how many
+ * cache-line misses a core keeps in flight, and that falls with the number of
+ * load instructions per line: a read probe gets 22 / 28 / 33 GB/s at 2
+ * threads with 16 / 32 / 64-byte loads (the AVX2 kernel converts 8 halves
+ * = 16 bytes per load). So every load here is one whole 64-byte line of a
+ * row (32 halves, two vcvtph2ps): rows that start inside a line (a GGUF
+ * tensor is aligned to 32 bytes) first take the part up to the line's end
+ * with a masked load, so that no load is split across two lines. Four rows
+ * share each load of x; two FMA chains per row. Software prefetch: one
+ * line F16_PF bytes ahead per line read, per row, into L1 (into L2 or
+ * further ahead measured slower); this, not the load width, is most of the
+ * gain over the AVX2 kernel's burst of the next four rows (measured: the
+ * 64-byte loads with that burst ran at the AVX2 kernel's speed). */
+#define F16_ROWS 4
+#ifndef F16_HINT
+#define F16_HINT _MM_HINT_T0
+#endif
+#ifndef F16_PF
+#define F16_PF 768
+#endif
+
+static inline __attribute__((always_inline)) void f16_step(const uint16_t *wr, int64_t ld, int64_t k, const float *x,
+                                                           int nr, __mmask32 m, __m512 acc[][2]) {
+    __m512 x0 = _mm512_maskz_loadu_ps((__mmask16)m, x + k), x1 = _mm512_maskz_loadu_ps((__mmask16)(m >> 16), x + k + 16);
+    for (int i = 0; i < nr; i++) {
+        __m512i v = _mm512_maskz_loadu_epi16(m, wr + i * ld + k);
+        acc[i][0] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(v)), x0, acc[i][0]);
+        acc[i][1] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(v, 1)), x1, acc[i][1]);
+    }
+}
+
+static inline __mmask32 low_mask32(int64_t n) { return n >= 32 ? ~(__mmask32)0 : ((__mmask32)1 << n) - 1; }
+
+/* Dots of nr (≤ F16_ROWS) rows (stride ld halves, ld·2 a multiple of 64 when
+ * the rows share their alignment) with x. */
+static inline __attribute__((always_inline)) void f16_rows_dot512(const uint16_t *wr, int64_t ld, int64_t cols,
+                                                                  const float *x, int nr, float *out) {
+    __m512 acc[F16_ROWS][2];
+    for (int i = 0; i < nr; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    int64_t k = 0;
+    uintptr_t mis = (uintptr_t)wr & 63;
+    if (mis && !(mis & 1) && (nr == 1 || ld % 32 == 0)) { /* up to the end of the first line */
+        int64_t n0 = (int64_t)(64 - mis) / 2;
+        if (n0 > cols) n0 = cols;
+        f16_step(wr, ld, 0, x, nr, low_mask32(n0), acc);
+        k = n0;
+    }
+    for (; k + 32 <= cols; k += 32) {
+#if F16_PF > 0
+        for (int i = 0; i < nr; i++) _mm_prefetch((const char *)(wr + i * ld + k) + F16_PF, F16_HINT);
+#endif
+        f16_step(wr, ld, k, x, nr, ~(__mmask32)0, acc);
+    }
+    if (k < cols) f16_step(wr, ld, k, x, nr, low_mask32(cols - k), acc);
+    for (int i = 0; i < nr; i++) out[i] = _mm512_reduce_add_ps(_mm512_add_ps(acc[i][0], acc[i][1]));
+}
+
+static void dense_f16_decode_avx512(const bn_dense *w, int64_t r0, int64_t r1, const float *x, float *y) {
+    int64_t ld = (int64_t)w->row_bytes / 2, cols = w->cols, r = r0;
+    for (; r + F16_ROWS <= r1; r += F16_ROWS) {
+        const uint8_t *wr = w->data + r * w->row_bytes;
+#if F16_PF == 0
+        if (r + 2 * F16_ROWS <= w->rows) prefetch_row(wr + F16_ROWS * w->row_bytes, F16_ROWS * (int64_t)w->row_bytes);
+#endif
+        f16_rows_dot512((const uint16_t *)wr, ld, cols, x, F16_ROWS, y + r);
+    }
+    for (; r < r1; r++) f16_rows_dot512((const uint16_t *)(w->data + r * w->row_bytes), ld, cols, x, 1, y + r);
+}
+
 static void dense_gemm_avx512(const bn_dense *w, int64_t r0, int64_t r1, const float *x, int n_tok, float *y,
                               int64_t ldy, float *scratch) {
     if (w->type == BN_GGML_Q8_0) dense_q8_0_avx512(w, r0, r1, x, n_tok, y, ldy, scratch);
+    else if (w->type == BN_GGML_F16 && n_tok == 1 && w->row_bytes % 2 == 0) dense_f16_decode_avx512(w, r0, r1, x, y);
     else bn_dense_gemm_avx2(w, r0, r1, x, n_tok, y, ldy, scratch);
 }
 
