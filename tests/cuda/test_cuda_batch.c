@@ -13,7 +13,7 @@
  * GEMM vs GEMV steps), and one activation landing on the other side of an
  * int8 rounding boundary moves a small random model's logits by ~1e-2 from
  * then on (measured on the H100: up to 0.023 vs the CPU and 0.018 vs the
- * GPU alone), so the limits are worst 5e-2 and mean 1e-2; a sequence mix-up
+ * GPU alone), so the limits are worst 5e-2 and mean 1e-2 (over 16 or more positions); a sequence mix-up
  * or a wrong position gives ~1 at the positions it touches.
  *
  * Without a GPU (CI) every test is skipped. BITNET_TEST_DEVICE=cpu runs the
@@ -37,6 +37,7 @@
 #define N_CTX 192
 #define LIM_MAX 5e-2
 #define LIM_MEAN 1e-2
+#define MEAN_MIN_N 16 /* positions compared before the mean limit applies */
 
 static int have_gpu;
 static const char *dut = "cuda"; /* the device under test */
@@ -130,7 +131,10 @@ static void compare(worst *w, const float *got, const float *cpu, const float *g
 
 static int report(const char *model, const char *what, const worst *w) {
     double cm = w->cpu_n ? w->cpu_sum / w->cpu_n : 0.0, gm = w->gpu_n ? w->gpu_sum / w->gpu_n : 0.0;
-    int ok = w->cpu_n > 0 && w->cpu <= LIM_MAX && cm <= LIM_MEAN && w->gpu <= LIM_MAX && gm <= LIM_MEAN;
+    /* A mean says something only over many positions: one flipped position
+     * of a one-token step is its own mean. */
+    int ok = w->cpu_n > 0 && w->cpu <= LIM_MAX && w->gpu <= LIM_MAX &&
+             (w->cpu_n < MEAN_MIN_N || cm <= LIM_MEAN) && (w->gpu_n < MEAN_MIN_N || gm <= LIM_MEAN);
     char alone[64] = "not compared";
     if (w->gpu_n) snprintf(alone, sizeof alone, "worst %.3g mean %.3g", w->gpu, gm);
     printf("cuda batch [%s] %s: rel L2 vs CPU worst %.3g mean %.3g, vs %s alone %s (limits %.0e / %.0e): %s\n",
