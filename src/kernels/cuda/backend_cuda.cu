@@ -123,9 +123,6 @@ struct cuda_backend {
     int fuse;           /* decode fusions: norm prologues in the GEMV, one-launch attention */
     int32_t *d_tokens;
     int tok_cap;
-    float *rope_tab;    /* decode attention's (cos, sin) table; made once, kept until destroyed */
-    int rope_n, rope_hd;
-    float rope_theta;
     float *ws;          /* attention chunks */
     size_t ws_floats;
     void *pinned;       /* staging for to_host */
@@ -440,8 +437,6 @@ static int run_fused_gemv(cuda_backend *c, const op_rec *r, int avail, int *labe
 
 /* Runs the op at r[0], fusing it with the ops after it when they allow.
  * Returns the number of records consumed. */
-static const float *rope_table_for(const cuda_backend *c, int len, int head_dim, float theta);
-
 static int run_op(cuda_backend *c, const op_rec *r, int avail, int graph, const int32_t *tokens, int *label) {
     cudaStream_t st = c->stream;
     bn_pos pos = {r->pos0, graph ? c->d_params : NULL};
@@ -517,8 +512,7 @@ static int run_op(cuda_backend *c, const op_rec *r, int avail, int graph, const 
                     *label = P_ATTN_DEC;
                     check(c,
                           bn_k_attention_decode(st, &ra->kv, &ra->s, r->y, rk->y, (const float *)ra->w, pos, r->theta,
-                                                r->neox, len, rope_table_for(c, len, r->head_dim, r->theta), c->ws,
-                                                c->d_cnt, ra->y),
+                                                r->neox, len, c->ws, c->d_cnt, ra->y),
                           "decode attention");
                     return 3;
                 }
@@ -809,32 +803,6 @@ static void cu_rope(bn_backend *be, float *x, int n_tok, int n_head, int head_di
     submit(cb_of(be), &r, pos0);
 }
 
-/* The decode attention's angle table, made on the first recorded attention
- * (before the step runs, so never inside a graph capture) for the context's
- * n_ctx, head_dim and the theta of the rope just recorded. It is made once
- * and never reallocated: captured graphs keep its address. Without one (no
- * memory, another shape) the kernel computes the angles itself. */
-static void ensure_rope_table(cuda_backend *c, const bn_attn_shape *s) {
-    if (c->rope_tab || c->rope_n < 0 || c->n_recs < 1 || c->recs[c->n_recs - 1].kind != OP_ROPE) return;
-    const op_rec *rr = &c->recs[c->n_recs - 1];
-    if (rr->head_dim != s->head_dim || s->n_ctx <= 0) return;
-    float *tab = NULL;
-    if (cudaMalloc((void **)&tab, (size_t)s->n_ctx * s->head_dim * sizeof(float)) != cudaSuccess) {
-        cudaGetLastError();
-        c->rope_n = -1; /* do not try again */
-        return;
-    }
-    if (!check(c, bn_k_rope_table(c->stream, tab, s->n_ctx, s->head_dim, rr->theta), "rope table")) {
-        cudaFree(tab);
-        return;
-    }
-    c->rope_tab = tab, c->rope_n = s->n_ctx, c->rope_hd = s->head_dim, c->rope_theta = rr->theta;
-}
-
-static const float *rope_table_for(const cuda_backend *c, int len, int head_dim, float theta) {
-    return c->rope_tab && len <= c->rope_n && head_dim == c->rope_hd && theta == c->rope_theta ? c->rope_tab : NULL;
-}
-
 static void cu_attention(bn_backend *be, const bn_kv_layer *kv, const bn_attn_shape *s, const float *q,
                          const float *k, const float *v, int n_tok, int pos0, float *out) {
     cuda_backend *c = cb_of(be);
@@ -848,7 +816,6 @@ static void cu_attention(bn_backend *be, const bn_kv_layer *kv, const bn_attn_sh
     if (c->recording && c->fuse) {
         size_t dec = bn_k_attention_decode_ws(s, len);
         if (dec > need) need = dec;
-        ensure_rope_table(c, s);
     }
     if (!ensure_ws(c, need)) return;
     op_rec r = new_rec(OP_ATTN);
@@ -1009,7 +976,6 @@ static void cu_destroy(bn_backend *be) {
     cudaFree(c->d_cnt);
     cudaFree(c->d_tokens);
     cudaFree(c->ws);
-    cudaFree(c->rope_tab);
     if (c->pinned) cudaFreeHost(c->pinned);
     cudaFree(c->d_batch);
     if (c->h_batch) cudaFreeHost(c->h_batch);

@@ -114,17 +114,10 @@ cudaError_t bn_k_attention_stored(cudaStream_t st, const bn_kv_layer *kv, const 
  * 0..pos split across blocks, and the splits combined by the last block of
  * each head group to finish (counters: zeroed ints, left zeroed). q and k are
  * not rotated in place. len bounds the position + 1 (n_ctx when the position
- * is read from device memory). rope_tab: NULL, or the (cos, sin) table of
- * bn_k_rope_table for this head_dim and theta with at least len positions,
- * filled before the launch that precedes this one (it is read before the
- * programmatic-launch wait). */
+ * is read from device memory). */
 cudaError_t bn_k_attention_decode(cudaStream_t st, const bn_kv_layer *kv, const bn_attn_shape *s, const float *q,
                                   const float *k, const float *v, bn_pos pos, float theta, int neox, int len,
-                                  const float *rope_tab, float *ws, int *counters, float *out);
-/* tab[p][i] = (cos, sin) of RoPE pair i at position p, p < n_pos, as float
- * pairs (n_pos x head_dim floats): the same values the rotating kernels
- * compute from theta. */
-cudaError_t bn_k_rope_table(cudaStream_t st, float *tab, int n_pos, int head_dim, float theta);
+                                  float *ws, int *counters, float *out);
 /* Floats of work space bn_k_attention_decode needs for len; counters it needs. */
 size_t bn_k_attention_decode_ws(const bn_attn_shape *s, int len);
 int bn_k_attention_decode_counters(const bn_attn_shape *s);

@@ -212,7 +212,6 @@ struct dattn {
     bn_pos pos;
     float *po, *pml, *out;
     int *cnt;
-    const float2 *tab; /* (cos, sin) [n_ctx][hd / 2] from k_rope_table, or NULL */
 };
 
 /* Positions per split for n = pos + 1 positions: chunks of 32, as few per
@@ -285,16 +284,9 @@ __global__ void __launch_bounds__(DA_THREADS) k_attn_decode(dattn a) {
     const int nsub = DA_THREADS / half, e2 = tid % half, sub = tid / half, nc8 = hd >> 3;
     const int pi = tid >> 2, part = tid & 3;
 
-    if (a.tab) {
-        for (int i = tid; i < half; i += DA_THREADS) {
-            float2 cs = a.tab[(size_t)P * half + i];
-            s_cs[i] = cs.x, s_sn[i] = cs.y;
-        }
-    } else {
-        for (int i = tid; i < half; i += DA_THREADS) {
-            double ang = (double)P * pow((double)a.theta, -2.0 * i / hd);
-            s_cs[i] = (float)cos(ang), s_sn[i] = (float)sin(ang);
-        }
+    for (int i = tid; i < half; i += DA_THREADS) {
+        double ang = (double)P * pow((double)a.theta, -2.0 * i / hd);
+        s_cs[i] = (float)cos(ang), s_sn[i] = (float)sin(ang);
     }
     if (tid < ATT_GROUP) s_m[tid] = -INFINITY, s_l[tid] = 0.0f, s_a[tid] = 0.0f;
     uint4 kc[DA_KCH];
@@ -492,25 +484,6 @@ __global__ void __launch_bounds__(DA_THREADS) k_attn_decode(dattn a) {
         }
 }
 
-/* The angle table: (cos, sin) of position p and pair i, by the expression
- * every rotating kernel evaluates (so the values are the same bits). A
- * double-precision pow, cos and sin is a long dependent chain (measured:
- * most of a decode attention launch's instructions); the table is filled
- * once per context and read by the decode attention before its PDL wait. */
-__global__ void k_rope_table(float2 *tab, int hd, float theta) {
-    int p = blockIdx.x, half = hd >> 1;
-    for (int i = threadIdx.x; i < half; i += blockDim.x) {
-        double ang = (double)p * pow((double)theta, -2.0 * i / hd);
-        tab[(size_t)p * half + i] = make_float2((float)cos(ang), (float)sin(ang));
-    }
-}
-
-cudaError_t bn_k_rope_table(cudaStream_t st, float *tab, int n_pos, int hd, float theta) {
-    if (n_pos <= 0 || hd <= 0 || hd % 2) return cudaErrorInvalidValue;
-    k_rope_table<<<n_pos, 64, 0, st>>>((float2 *)tab, hd, theta);
-    return cudaGetLastError();
-}
-
 static int da_grid_x(int len) {
     int chunks = (len + DA_CHUNK - 1) / DA_CHUNK;
     return chunks < 1 ? 1 : (chunks > DA_NMAX ? DA_NMAX : chunks);
@@ -527,7 +500,7 @@ int bn_k_attention_decode_counters(const bn_attn_shape *s) {
 
 cudaError_t bn_k_attention_decode(cudaStream_t st, const bn_kv_layer *kv, const bn_attn_shape *s, const float *q,
                                   const float *k, const float *v, bn_pos pos, float theta, int neox, int len,
-                                  const float *rope_tab, float *ws, int *counters, float *out) {
+                                  float *ws, int *counters, float *out) {
     int hd = s->head_dim;
     if (!bn_k_attention_supported(hd) || s->n_head % s->n_head_kv) return cudaErrorInvalidValue;
     int gx = da_grid_x(len);
@@ -541,7 +514,6 @@ cudaError_t bn_k_attention_decode(cudaStream_t st, const bn_kv_layer *kv, const 
     a.pml = ws + (size_t)s->n_head * gx * hd;
     a.out = out;
     a.cnt = counters;
-    a.tab = (const float2 *)rope_tab;
     size_t smem = (size_t)(ATT_GROUP * hd + 2 * hd + 1024) * sizeof(float);
     dim3 grid(bn_k_attention_decode_counters(s), gx); /* groups fastest: live splits first */
     cudaError_t e = bn_launch(k_attn_decode, grid, DA_THREADS, smem, st, a);
