@@ -13,8 +13,9 @@
  * GEMM vs GEMV steps), and one activation landing on the other side of an
  * int8 rounding boundary moves a small random model's logits by ~1e-2 from
  * then on (measured on the H100: up to 0.023 vs the CPU and 0.018 vs the
- * GPU alone), so the limits are worst 5e-2 and mean 1e-2 (over 16 or more positions); a sequence mix-up
- * or a wrong position gives ~1 at the positions it touches.
+ * GPU alone), so the limits are worst 5e-2 and mean 1e-2 (over 16 or more
+ * positions); a sequence mix-up or a wrong position gives ~1 at the
+ * positions it touches.
  *
  * Without a GPU (CI) every test is skipped. BITNET_TEST_DEVICE=cpu runs the
  * "GPU" side on the CPU instead: a check of this test itself. */
