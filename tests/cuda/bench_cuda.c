@@ -22,9 +22,12 @@
  * Then prompt throughput of a random model with the kit model's shapes
  * (tiny-bitnet: 4 layers, 512 / 1536, 8 / 2 heads of 64, vocab 4096).
  *
- * usage: bench_cuda [--layers N] [--steps N] [--quick] [--decode-only] [--kernels-only] [--kit-only]
- * (--decode-only: only the graph decode steps, for profilers; --kernels-only:
- * only the kernel figures; --kit-only: only the kit-shaped prompts) */
+ * usage: bench_cuda [--layers N] [--steps N] [--quick] [--decode-only] [--batched-only B] [--kernels-only]
+ *                   [--kit-only]
+ * (--decode-only: only the graph decode steps, for profilers; --batched-only:
+ * only batched decode of B sequences, likewise; --kernels-only: only the
+ * kernel figures; --kit-only: only the kit-shaped prompts) */
+#include <cuda_profiler_api.h>
 #include <cuda_runtime.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,10 +101,15 @@ typedef struct bench {
 static double time_forward(bench *b, int n, int pos, bn_logits_want want, int reps) {
     double t[16];
     bn_forward(&b->m, b->be, &b->st, b->tok, n, pos, want, b->logits); /* warm-up */
+    /* BENCH_PROFILE_N=n: a profiler (ncu --profile-from-start off) sees one forward of n tokens. */
+    const char *pn = getenv("BENCH_PROFILE_N");
+    int prof = pn && atoi(pn) == n && want == BN_LOGITS_LAST;
     for (int i = 0; i < reps; i++) {
+        if (prof && i == 0) cudaProfilerStart();
         double t0 = now_s();
         bn_forward(&b->m, b->be, &b->st, b->tok, n, pos, want, b->logits);
         t[i] = now_s() - t0;
+        if (prof && i == 0) cudaProfilerStop();
     }
     return median(t, reps);
 }
@@ -163,12 +171,16 @@ static double time_batched_decode(bench *b, int B, int prompt, int steps, double
     for (int s = 0; s < B; s++) seq[s] = s, rows[s] = s;
     double t0 = 0.0;
     for (int i = -2; i < steps; i++) { /* two warm-up steps */
-        if (i == 0) t0 = now_s();
+        if (i == 0) {
+            t0 = now_s();
+            if (getenv("BENCH_PROFILE")) cudaProfilerStart(); /* ncu --profile-from-start off: the timed steps */
+        }
         for (int s = 0; s < B; s++) pos[s] = prompt + 2 + i;
         bn_batch_step d = {B, b->tok + ((i + 2) % 256), seq, pos, rows, B};
         if (bn_forward_batch(&b->m, b->be, &b->st, &d, b->logits, &err)) goto fail;
     }
     double t = now_s() - t0;
+    if (getenv("BENCH_PROFILE")) cudaProfilerStop();
     if (b->be->ops->status && b->be->ops->status(b->be, &err) != BITNET_OK) goto fail;
     tps = (double)B * steps / t;
     *ms = 1e3 * t / steps;
@@ -320,17 +332,18 @@ int main(int argc, char **argv) {
     bn_hparams hp = {.n_vocab = 128256, .n_embd = 2560, .n_layer = 30, .n_head = 20, .n_head_kv = 5, .head_dim = 128,
                      .n_ff = 6912, .n_ctx_train = 4096, .rms_eps = 1e-5f, .rope_theta = 500000.0f, .rope_neox = 1,
                      .has_sub_norms = 1, .ffn_act = BN_GLU_RELU2};
-    int steps = 256, quick = 0, decode_only = 0, kernels_only = 0, kit_only = 0;
+    int steps = 256, quick = 0, decode_only = 0, batched_only = 0, kernels_only = 0, kit_only = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--layers") && i + 1 < argc) hp.n_layer = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--quick")) quick = 1, steps = 32;
         else if (!strcmp(argv[i], "--decode-only")) decode_only = 1;
+        else if (!strcmp(argv[i], "--batched-only") && i + 1 < argc) batched_only = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--kernels-only")) kernels_only = 1;
         else if (!strcmp(argv[i], "--kit-only")) kit_only = 1;
         else
             return fprintf(stderr, "usage: bench_cuda [--layers N] [--steps N] [--quick] [--decode-only] "
-                                   "[--kernels-only] [--kit-only]\n"),
+                                   "[--batched-only B] [--kernels-only] [--kit-only]\n"),
                    2;
     }
     if (bn_cuda_device_count() == 0) return fprintf(stderr, "bench_cuda: no GPU\n"), 0;
@@ -358,6 +371,17 @@ int main(int argc, char **argv) {
     if (!make_backend(&b, 1, n_ctx, max_b)) return 1;
     printf("upload: %.2f s\n", now_s() - t0);
 
+    if (batched_only > 0) { /* for profilers: only batched decode steps */
+        drop_backend(&b);
+        int B = batched_only, prompt = 128;
+        if (B > 256 || !make_backend_seq(&b, 1, prompt + 2 + steps, max_b, B)) return 1;
+        double ms = 0.0, t = time_batched_decode(&b, B, prompt, steps, &ms);
+        printf("batched decode, %3d sequences: %8.0f tok/s aggregate, %.2f ms per step\n", B, t, ms);
+        drop_backend(&b);
+        synth_model_free(&b.m);
+        free(b.tok), free(b.logits);
+        return 0;
+    }
     if (!decode_only) {
         bench_head(&b, quick);
         bench_ternary(&b, quick);

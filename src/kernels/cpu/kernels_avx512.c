@@ -1,16 +1,18 @@
 /* AVX-512 (F, BW, VL, DQ) + VNNI kernels.
  *
  * Ternary GEMV and small GEMM (n_tok < GEMM_MIN_TOKENS): a 32-byte block is
- * broadcast to both halves of a zmm; shifting the 16-bit lanes right by
- * (6 | 4) and (2 | 0) and masking with 3 gives [codes 0..31 | codes 32..63]
- * and [codes 64..95 | codes 96..127], which line up with two plain 64-byte
- * loads of the activations. vpdpbusd multiplies the unsigned codes by the
- * signed int8 activations and accumulates in int32, so there is no overflow
- * to manage and the integers equal the reference's. Two blocks are in flight
+ * broadcast to both halves of a zmm; masking it with (0xC0 | 0x30) and
+ * (0x0C | 0x03) leaves [codes 0..31 | codes 32..63] and [codes 64..95 |
+ * codes 96..127], each still scaled by its power of two, which line up with
+ * two plain 64-byte loads of the activations. vpdpbusd multiplies the
+ * unsigned (scaled) codes by the signed int8 activations and accumulates in
+ * int32 without overflow; one exact shift per half at the end removes the
+ * scale, so the integers equal the reference's. Two blocks are in flight
  * with separate accumulators for each half (four independent dependency
- * chains per token), so one-token GEMV is not bound by vpdpbusd latency; a
- * tile of up to four tokens reuses every decoded block, then each (row,
- * token) is reduced horizontally.
+ * chains per token), so one-token GEMV is not bound by vpdpbusd latency; one
+ * token takes rows in pairs (each activation load serves both), a tile of up
+ * to four tokens reuses every decoded block, then each (row, token) is
+ * reduced horizontally.
  *
  * Prompt GEMM (n_tok ≥ GEMM_MIN_TOKENS): the codes of 32 rows × 512 weights
  * are expanded once into a byte panel laid out [k/4][row][4] (a dword gather
@@ -48,24 +50,33 @@
 #define T_HINT _MM_HINT_T1
 #endif
 
-static inline __m512i codes_of(const uint8_t *blk, __m512i shift, __m512i m3) {
-    __m512i raw = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)blk));
-    return _mm512_and_si512(_mm512_srlv_epi16(raw, shift), m3);
+/* A 32-byte block broadcast to both halves of a zmm and ANDed with a
+ * per-half mask: no shift. The codes stay in place, so each byte holds
+ * code << (6 - 2·run): vpdpbusd then accumulates 2^(6-2·run) × Σ code·q,
+ * a multiple of the power of two, and since every 256-bit half of an
+ * accumulator sees one run only, one exact arithmetic shift per half at the
+ * end recovers Σ code·q (see row_dots). A shift per block would put a
+ * second uop on the port that vpdpbusd needs (p0); the AND goes to p5, which
+ * doubles the cache-resident GEMV rate. Bounds: |code·2^6·q| ≤ 192·128, so
+ * an accumulator lane stays far from 2^31 for rows of up to ~10^5 inputs. */
+static inline __m512i codes_of(const uint8_t *blk, __m512i mask) {
+    return _mm512_and_si512(_mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)blk)), mask);
 }
 
 static inline __attribute__((always_inline)) void row_dots(const uint8_t *wr, int64_t nb, const int8_t *q,
                                                            int64_t ldq, int nt, int64_t pf, int32_t *out) {
-    const __m512i m3 = _mm512_set1_epi8(3);
-    /* Lanes 0-15 (the low 256 bits) shift by the first count, 16-31 by the second. */
-    const __m512i sh01 = _mm512_inserti64x4(_mm512_set1_epi16(6), _mm256_set1_epi16(4), 1);
-    const __m512i sh23 = _mm512_inserti64x4(_mm512_set1_epi16(2), _mm256_set1_epi16(0), 1);
+    /* Lanes 0-15 (the low 256 bits) hold the first run, 16-31 the second. */
+    const __m512i m01 = _mm512_inserti64x4(_mm512_set1_epi8((char)0xC0), _mm256_set1_epi8(0x30), 1);
+    const __m512i m23 = _mm512_inserti64x4(_mm512_set1_epi8(0x0C), _mm256_set1_epi8(0x03), 1);
+    const __m512i sh01 = _mm512_inserti64x4(_mm512_set1_epi32(6), _mm256_set1_epi32(4), 1);
+    const __m512i sh23 = _mm512_inserti64x4(_mm512_set1_epi32(2), _mm256_set1_epi32(0), 1);
     __m512i acc[TOK_TILE][4];
     for (int t = 0; t < nt; t++) acc[t][0] = acc[t][1] = acc[t][2] = acc[t][3] = _mm512_setzero_si512();
     int64_t b = 0;
     for (; b + 2 <= nb; b += 2) {
         if (pf) _mm_prefetch((const char *)(uintptr_t)((uintptr_t)wr + (uintptr_t)(b * 32 + pf)), T_HINT);
-        __m512i a01 = codes_of(wr + b * 32, sh01, m3), a23 = codes_of(wr + b * 32, sh23, m3);
-        __m512i b01 = codes_of(wr + b * 32 + 32, sh01, m3), b23 = codes_of(wr + b * 32 + 32, sh23, m3);
+        __m512i a01 = codes_of(wr + b * 32, m01), a23 = codes_of(wr + b * 32, m23);
+        __m512i b01 = codes_of(wr + b * 32 + 32, m01), b23 = codes_of(wr + b * 32 + 32, m23);
         for (int t = 0; t < nt; t++) {
             const int8_t *qb = q + t * ldq + b * BN_TERNARY_BLOCK;
             acc[t][0] = _mm512_dpbusd_epi32(acc[t][0], a01, _mm512_loadu_si512(qb));
@@ -75,7 +86,7 @@ static inline __attribute__((always_inline)) void row_dots(const uint8_t *wr, in
         }
     }
     if (b < nb) {
-        __m512i a01 = codes_of(wr + b * 32, sh01, m3), a23 = codes_of(wr + b * 32, sh23, m3);
+        __m512i a01 = codes_of(wr + b * 32, m01), a23 = codes_of(wr + b * 32, m23);
         for (int t = 0; t < nt; t++) {
             const int8_t *qb = q + t * ldq + b * BN_TERNARY_BLOCK;
             acc[t][0] = _mm512_dpbusd_epi32(acc[t][0], a01, _mm512_loadu_si512(qb));
@@ -83,8 +94,53 @@ static inline __attribute__((always_inline)) void row_dots(const uint8_t *wr, in
         }
     }
     for (int t = 0; t < nt; t++) {
-        __m512i s = _mm512_add_epi32(_mm512_add_epi32(acc[t][0], acc[t][1]), _mm512_add_epi32(acc[t][2], acc[t][3]));
+        __m512i s = _mm512_add_epi32(_mm512_srav_epi32(_mm512_add_epi32(acc[t][0], acc[t][2]), sh01),
+                                     _mm512_srav_epi32(_mm512_add_epi32(acc[t][1], acc[t][3]), sh23));
         out[t] = _mm512_reduce_add_epi32(s);
+    }
+}
+
+/* One token, two rows: each activation vector loaded once for both rows,
+ * so a 64-byte step of weights costs two activation loads instead of four
+ * (loads, not vpdpbusd, then bound the cache-resident rate). Same integers
+ * as row_dots. */
+static inline __attribute__((always_inline)) void row_dots_x2(const uint8_t *w0, const uint8_t *w1, int64_t nb,
+                                                              const int8_t *q, int64_t pf, int32_t *out) {
+    const __m512i m01 = _mm512_inserti64x4(_mm512_set1_epi8((char)0xC0), _mm256_set1_epi8(0x30), 1);
+    const __m512i m23 = _mm512_inserti64x4(_mm512_set1_epi8(0x0C), _mm256_set1_epi8(0x03), 1);
+    const __m512i sh01 = _mm512_inserti64x4(_mm512_set1_epi32(6), _mm256_set1_epi32(4), 1);
+    const __m512i sh23 = _mm512_inserti64x4(_mm512_set1_epi32(2), _mm256_set1_epi32(0), 1);
+    __m512i acc[2][4];
+    for (int r = 0; r < 2; r++) acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = _mm512_setzero_si512();
+    const uint8_t *wr[2] = {w0, w1};
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        if (pf) {
+            _mm_prefetch((const char *)(uintptr_t)((uintptr_t)w0 + (uintptr_t)(b * 32 + pf)), T_HINT);
+            _mm_prefetch((const char *)(uintptr_t)((uintptr_t)w1 + (uintptr_t)(b * 32 + pf)), T_HINT);
+        }
+        const int8_t *qb = q + b * BN_TERNARY_BLOCK;
+        __m512i q0 = _mm512_loadu_si512(qb), q1 = _mm512_loadu_si512(qb + 64);
+        __m512i q2 = _mm512_loadu_si512(qb + 128), q3 = _mm512_loadu_si512(qb + 192);
+        for (int r = 0; r < 2; r++) {
+            acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], codes_of(wr[r] + b * 32, m01), q0);
+            acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], codes_of(wr[r] + b * 32, m23), q1);
+            acc[r][2] = _mm512_dpbusd_epi32(acc[r][2], codes_of(wr[r] + b * 32 + 32, m01), q2);
+            acc[r][3] = _mm512_dpbusd_epi32(acc[r][3], codes_of(wr[r] + b * 32 + 32, m23), q3);
+        }
+    }
+    if (b < nb) {
+        const int8_t *qb = q + b * BN_TERNARY_BLOCK;
+        __m512i q0 = _mm512_loadu_si512(qb), q1 = _mm512_loadu_si512(qb + 64);
+        for (int r = 0; r < 2; r++) {
+            acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], codes_of(wr[r] + b * 32, m01), q0);
+            acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], codes_of(wr[r] + b * 32, m23), q1);
+        }
+    }
+    for (int r = 0; r < 2; r++) {
+        __m512i s = _mm512_add_epi32(_mm512_srav_epi32(_mm512_add_epi32(acc[r][0], acc[r][2]), sh01),
+                                     _mm512_srav_epi32(_mm512_add_epi32(acc[r][1], acc[r][3]), sh23));
+        out[r] = _mm512_reduce_add_epi32(s);
     }
 }
 
@@ -123,7 +179,18 @@ static void ternary_gemm_avx512(const bn_ternary *w, int64_t r0, int64_t r1, con
         for (int t0 = 0; t0 < n_tok; t0 += TOK_TILE) {
             int nt = n_tok - t0 < TOK_TILE ? n_tok - t0 : TOK_TILE;
             const int8_t *q = a->q + (int64_t)t0 * w->cols;
-            for (int64_t r = g0; r < g1; r++) {
+            int64_t r = g0;
+            if (nt == 1) { /* decode: rows in pairs */
+                int64_t pf = t0 == 0 && T_PF > 0 ? T_PF : 0;
+                for (; r + 2 <= g1; r += 2) {
+                    int32_t d[2];
+                    const uint8_t *wr = w->codes + r * row_bytes;
+                    row_dots_x2(wr, wr + row_bytes, nb, q, pf, d);
+                    for (int k = 0; k < 2; k++)
+                        y[r + k] = (float)(d[k] - a->sum[t0]) * bn_ternary_row_scale(w, r + k) / a->scale[t0];
+                }
+            }
+            for (; r < g1; r++) {
                 int32_t d[TOK_TILE];
                 const uint8_t *wr = w->codes + r * row_bytes;
 #if T_PF == 0
