@@ -345,6 +345,73 @@ static void test_vector_helpers(void **state) {
     }
 }
 
+/* Attention tiles: the reference against a direct double-precision
+ * softmax attention, then every level's attend_tile against the reference,
+ * on odd shapes (head dims that are not multiples of 64 or of 8, tokens
+ * that leave a partial tile, rows far past the 8-key blocks). Rows sit
+ * ldq apart with a gap after each token's heads, which must stay as it was. */
+static void check_attend_tile(int G, int nt, int n0, int hd) {
+    int n = n0 + nt - 1, rows = nt * G;
+    int64_t ldq = (int64_t)(G + 1) * hd, qn = ldq * nt;
+    float *q = malloc((size_t)qn * 4), *o_ref = malloc((size_t)qn * 4), *o = malloc((size_t)qn * 4);
+    float *kv = malloc((size_t)n * hd * 4);
+    uint16_t *K = malloc((size_t)n * hd * 2), *V = malloc((size_t)n * hd * 2);
+    float *scr = malloc(bn_attend_tile_scratch(rows, n, hd) * 4);
+    assert_true(q && o_ref && o && kv && K && V && scr);
+    fill(q, qn, 2.0f);
+    fill(kv, (int64_t)n * hd, 1.0f), bn_f32_to_f16_ref(kv, K, (int64_t)n * hd);
+    fill(kv, (int64_t)n * hd, 1.0f), bn_f32_to_f16_ref(kv, V, (int64_t)n * hd);
+    for (int64_t i = 0; i < qn; i++) o_ref[i] = o[i] = 12345.0f;
+    bn_attend_tile_ref(q, ldq, G, nt, n0, hd, K, V, scr, o_ref);
+    /* The reference against softmax(q·k/√hd)·v in double. */
+    double *w = malloc((size_t)n * sizeof *w);
+    assert_non_null(w);
+    for (int tt = 0; tt < nt; tt++)
+        for (int g = 0; g < G; g++) {
+            const float *qr = q + tt * ldq + (int64_t)g * hd;
+            int len = n0 + tt;
+            double mx = -1e300, sum = 0.0;
+            for (int p = 0; p < len; p++) {
+                double d = 0.0;
+                for (int i = 0; i < hd; i++) d += (double)qr[i] * bn_fp16_to_fp32(K[(int64_t)p * hd + i]);
+                w[p] = d / sqrt((double)hd);
+                mx = w[p] > mx ? w[p] : mx;
+            }
+            for (int p = 0; p < len; p++) sum += (w[p] = exp(w[p] - mx));
+            for (int i = 0; i < hd; i++) {
+                double v = 0.0;
+                for (int p = 0; p < len; p++) v += w[p] / sum * bn_fp16_to_fp32(V[(int64_t)p * hd + i]);
+                float got = o_ref[tt * ldq + (int64_t)g * hd + i];
+                if (!(fabs(got - v) < 1e-5))
+                    fail_msg("attend_tile_ref G=%d nt=%d n0=%d hd=%d: row (%d,%d)[%d] = %g, want %g", G, nt, n0, hd,
+                             tt, g, i, got, v);
+            }
+        }
+    free(w);
+    for (int l = 0; l < n_levels; l++) {
+        if (!levels[l]->attend_tile) continue;
+        for (int64_t i = 0; i < qn; i++) o[i] = 12345.0f;
+        levels[l]->attend_tile(q, ldq, G, nt, n0, hd, K, V, scr, o);
+        for (int64_t i = 0; i < qn; i++) {
+            int gap = i % ldq >= (int64_t)G * hd;
+            if (gap ? o[i] != 12345.0f : !(fabsf(o[i] - o_ref[i]) <= 2e-6f))
+                fail_msg("attend_tile %s G=%d nt=%d n0=%d hd=%d: out[%lld] = %g, want %g", levels[l]->name, G, nt, n0,
+                         hd, (long long)i, o[i], gap ? 12345.0f : o_ref[i]);
+        }
+    }
+    free(q), free(o_ref), free(o), free(kv), free(K), free(V), free(scr);
+}
+
+static void test_attend_tile(void **state) {
+    (void)state;
+    const int shapes[][4] = {/* G, nt, n0, hd */
+                             {4, 4, 1, 128}, {4, 3, 37, 128}, {1, 16, 5, 64}, {5, 3, 100, 40}, {2, 8, 9, 8},
+                             {4, 1, 200, 128}, {1, 1, 1, 16}, {16, 1, 20, 24}, {3, 5, 64, 72}, {2, 6, 3, 12},
+                             {4, 4, 130, 256}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        check_attend_tile(shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3]);
+}
+
 /* BITNET_CPU forces a level; an unknown one falls back to the best. */
 static void test_select(void **state) {
     (void)state;
@@ -366,7 +433,7 @@ int main(void) {
         cmocka_unit_test(test_quantize_exact),   cmocka_unit_test(test_ternary_gemm_shapes),
         cmocka_unit_test(test_ternary_gemm_extremes), cmocka_unit_test(test_dense_gemm),
         cmocka_unit_test(test_quantize_q8_blocks),
-        cmocka_unit_test(test_vector_helpers),   cmocka_unit_test(test_select),
+        cmocka_unit_test(test_vector_helpers),   cmocka_unit_test(test_attend_tile),   cmocka_unit_test(test_select),
     };
     return cmocka_run_group_tests(tests, setup_levels, NULL);
 }

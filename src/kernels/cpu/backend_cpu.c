@@ -8,6 +8,7 @@
 #include "format/ggml_types.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/kernels_ref.h"
 #include "kernels/cpu/threadpool.h"
 #include "util/error.h"
 
@@ -17,6 +18,8 @@ typedef struct cpu_backend {
     bn_threadpool *pool;
     float **scratch;       /* one row buffer per thread (dense head decoding, attention scores) */
     size_t scratch_floats;
+    float **tile;          /* one prompt-attention tile buffer per thread (grown on demand) */
+    size_t tile_floats;
     /* RoPE (cos, sin) pairs for positions [0, rope_n) of one (theta, head_dim):
      * computed once instead of in every layer, twice (q and k). */
     float *rope_cs;
@@ -35,6 +38,21 @@ static int ensure_scratch(cpu_backend *c, size_t n) {
         c->scratch[i] = p;
     }
     c->scratch_floats = n;
+    return 1;
+}
+
+/* Per-thread attention tile buffers of at least n floats; 0 when out of
+ * memory (the caller then takes the per-row path, which needs none). */
+static int ensure_tile(cpu_backend *c, size_t n) {
+    if (n <= c->tile_floats) return 1;
+    int nt = bn_threadpool_size(c->pool);
+    if (!c->tile && !(c->tile = calloc((size_t)nt, sizeof *c->tile))) return 0;
+    for (int i = 0; i < nt; i++) {
+        float *p = realloc(c->tile[i], n * sizeof(float));
+        if (!p) return 0;
+        c->tile[i] = p;
+    }
+    c->tile_floats = n;
     return 1;
 }
 
@@ -228,7 +246,7 @@ typedef struct attn_job {
     const bn_kv_layer *kv;
     const bn_attn_shape *s;
     const float *q;
-    int n_tok, pos0;
+    int n_tok, pos0, tile_tok;
     int64_t seq_stride;
     const int32_t *seq, *pos; /* batched attention: per-token sequence and position */
     float *out;
@@ -240,15 +258,9 @@ typedef struct attn_job {
 static void attend(const bn_cpu_kernels *k, const float *qt, const uint16_t *K, const uint16_t *V, int n, int hd,
                    float *score, float *ot) {
     float inv_sqrt = 1.0f / sqrtf((float)hd);
-    float mx = -INFINITY;
-    for (int p = 0; p < n; p++) {
-        score[p] = k->dot_f16(qt, K + (int64_t)p * hd, hd) * inv_sqrt;
-        mx = fmaxf(mx, score[p]);
-    }
-    float sum = 0.0f;
-    for (int p = 0; p < n; p++) sum += (score[p] = expf(score[p] - mx));
+    for (int p = 0; p < n; p++) score[p] = k->dot_f16(qt, K + (int64_t)p * hd, hd) * inv_sqrt;
+    float inv_sum = bn_softmax_exp(score, n);
     memset(ot, 0, (size_t)hd * sizeof(float));
-    float inv_sum = 1.0f / sum;
     for (int p = 0; p < n; p++) k->axpy_f16(score[p] * inv_sum, V + (int64_t)p * hd, ot, hd);
 }
 
@@ -263,6 +275,34 @@ static void attn_task(void *ctx, int h, int thread) {
         int64_t row = ((int64_t)t * s->n_head + h) * hd;
         attend(j->c->k, j->q + row, K, V, j->pos0 + t + 1, hd, j->c->scratch[thread], j->out + row);
     }
+}
+
+/* Tokens per attention tile, or 0 for the per-row path. Tiles (the G query
+ * heads of a KV group × up to BN_ATTN_TILE_ROWS / G tokens; measured on Zen
+ * 3 in docs/PERFORMANCE.md) are used by every attention of the context, one
+ * sequence or batched, prompt or decode, when the level has them: a row's
+ * result does not depend on the tile it is in, so a sequence's logits stay
+ * the same batched or alone. The per-row path is the fallback (no tiles at
+ * this level, or no memory for their buffers). */
+static int use_tiles(cpu_backend *c, const bn_attn_shape *s, int n_tok, int max_keys) {
+    int G = s->n_head / s->n_head_kv;
+    if (!c->k->attend_tile || G > BN_ATTN_TILE_ROWS) return 0;
+    int tok = BN_ATTN_TILE_ROWS / G < n_tok ? BN_ATTN_TILE_ROWS / G : n_tok;
+    return ensure_tile(c, bn_attend_tile_scratch(tok * G, max_keys, s->head_dim)) ? tok : 0;
+}
+
+/* One task = one KV head × a block of tile_tok tokens: the rows of its G
+ * query heads for those tokens form one tile (kernel table attend_tile). */
+static void attn_tile_task(void *ctx, int i, int thread) {
+    attn_job *j = ctx;
+    const bn_attn_shape *s = j->s;
+    int hd = s->head_dim, G = s->n_head / s->n_head_kv, hk = i % s->n_head_kv;
+    int t0 = (i / s->n_head_kv) * j->tile_tok, nt = j->n_tok - t0 < j->tile_tok ? j->n_tok - t0 : j->tile_tok;
+    int64_t row = ((int64_t)t0 * s->n_head + (int64_t)hk * G) * hd;
+    const uint16_t *K = (const uint16_t *)j->kv->k + (int64_t)hk * s->n_ctx * hd;
+    const uint16_t *V = (const uint16_t *)j->kv->v + (int64_t)hk * s->n_ctx * hd;
+    j->c->k->attend_tile(j->q + row, (int64_t)s->n_head * hd, G, nt, j->pos0 + t0 + 1, hd, K, V, j->c->tile[thread],
+                         j->out + row);
 }
 
 /* Stores k, v rows of token t at position p of the cache at base offset off. */
@@ -283,6 +323,12 @@ static void cpu_attention(bn_backend *be, const bn_kv_layer *kv, const bn_attn_s
     for (int t = 0; t < n_tok; t++) kv_store(c, kv, s, k, v, t, 0, pos0 + t);
     if (!ensure_scratch(c, (size_t)s->n_ctx)) abort(); /* sized at context creation */
     attn_job j = {.c = c, .kv = kv, .s = s, .q = q, .n_tok = n_tok, .pos0 = pos0, .out = out};
+    j.tile_tok = use_tiles(c, s, n_tok, s->n_ctx);
+    if (j.tile_tok) {
+        int blocks = (n_tok + j.tile_tok - 1) / j.tile_tok;
+        bn_threadpool_run(c->pool, blocks * s->n_head_kv, attn_tile_task, &j);
+        return;
+    }
     bn_threadpool_run(c->pool, s->n_head, attn_task, &j);
 }
 
@@ -301,6 +347,19 @@ static void attn_batch_task(void *ctx, int i, int thread) {
            hd, j->c->scratch[thread], j->out + row);
 }
 
+/* One task = one (token, KV head): a tile of one token × G heads, over the
+ * positions 0..pos[t] of its sequence. */
+static void attn_batch_tile_task(void *ctx, int i, int thread) {
+    attn_job *j = ctx;
+    const bn_attn_shape *s = j->s;
+    int t = i / s->n_head_kv, hk = i % s->n_head_kv, hd = s->head_dim, G = s->n_head / s->n_head_kv;
+    int64_t base = (int64_t)j->seq[t] * j->seq_stride + (int64_t)hk * s->n_ctx * hd;
+    int64_t row = ((int64_t)t * s->n_head + (int64_t)hk * G) * hd;
+    j->c->k->attend_tile(j->q + row, (int64_t)s->n_head * hd, G, 1, j->pos[t] + 1, hd,
+                         (const uint16_t *)j->kv->k + base, (const uint16_t *)j->kv->v + base, j->c->tile[thread],
+                         j->out + row);
+}
+
 static void cpu_attention_batch(bn_backend *be, const bn_kv_layer *kv, int64_t seq_stride, const bn_attn_shape *s,
                                 const float *q, const float *k, const float *v, int n_tok, const int32_t *seq,
                                 const int32_t *pos, float *out) {
@@ -311,6 +370,10 @@ static void cpu_attention_batch(bn_backend *be, const bn_kv_layer *kv, int64_t s
     if (!ensure_scratch(c, (size_t)s->n_ctx)) abort(); /* sized at context creation */
     attn_job j = {.c = c, .kv = kv, .s = s, .q = q, .n_tok = n_tok, .seq_stride = seq_stride, .seq = seq, .pos = pos,
                   .out = out};
+    if (use_tiles(c, s, 1, s->n_ctx)) {
+        bn_threadpool_run(c->pool, n_tok * s->n_head_kv, attn_batch_tile_task, &j);
+        return;
+    }
     bn_threadpool_run(c->pool, n_tok * s->n_head, attn_batch_task, &j);
 }
 
@@ -376,6 +439,9 @@ static void cpu_destroy(bn_backend *be) {
     if (c->scratch)
         for (int i = 0; i < bn_threadpool_size(c->pool); i++) free(c->scratch[i]);
     free(c->scratch);
+    if (c->tile)
+        for (int i = 0; i < bn_threadpool_size(c->pool); i++) free(c->tile[i]);
+    free(c->tile);
     free(c->rope_cs);
     bn_threadpool_free(c->pool);
     free(c);

@@ -32,7 +32,18 @@ typedef struct bn_cpu_kernels {
     void (*axpy_f16)(float s, const uint16_t *x, float *y, int64_t n);
     /* IEEE half, round to nearest even: bit-exact with bn_fp32_to_fp16. */
     void (*f32_to_f16)(const float *x, uint16_t *y, int64_t n);
+    /* Causal attention of a tile of query rows that share one KV head (a
+     * prompt: nt tokens × G heads of a group); see bn_attend_tile_ref for the
+     * contract. Optional: NULL where the per-row path is used instead. */
+    void (*attend_tile)(const float *q, int64_t ldq, int G, int nt, int n0, int hd, const uint16_t *K,
+                        const uint16_t *V, float *scratch, float *out);
 } bn_cpu_kernels;
+
+/* Query rows per attention tile (nt·G ≤ BN_ATTN_TILE_ROWS) and the floats
+ * of scratch a tile needs for n keys at most. */
+#define BN_ATTN_TILE_ROWS 16
+#define BN_ATTN_VBLOCK 64
+size_t bn_attend_tile_scratch(int rows, int n, int hd);
 
 /* The levels compiled into this binary, best last (the scalar level first). */
 const bn_cpu_kernels *const *bn_cpu_kernels_all(int *count);

@@ -15,6 +15,7 @@
  * int8-quantized activations (integer block dots). */
 #include <immintrin.h>
 #include <math.h>
+#include <string.h>
 
 #include "format/ggml_types.h"
 #include "kernels/cpu/cpu_kernels.h"
@@ -271,6 +272,127 @@ void bn_f32_to_f16_avx2(const float *x, uint16_t *y, int64_t n) {
     for (; i < n; i++) y[i] = bn_fp32_to_fp16(x[i]);
 }
 
+/* ---- Prompt attention: a tile of query rows per KV head ----
+ *
+ * The per-row path (backend_cpu.c: attend) converts every cached key and
+ * value from f16 once per query row and ends each 128-wide dot with a
+ * horizontal sum. Here up to BN_ATTN_TILE_ROWS rows that read the same KV
+ * head (the G query heads of a group × a few tokens) share one conversion:
+ * keys go 8 at a time into a transposed block Kt[d][8], so a register of 8
+ * scores per row accumulates q[d] · Kt[d] with no horizontal sums (8 rows
+ * per pass: 8 FMA chains); values go BN_ATTN_VBLOCK at a time into f32 rows,
+ * and each output row accumulates w_p · v_p in the order of the per-row path
+ * (same FMA per element, same order of p: the weighted sum is bit-identical
+ * to it; only the dot products are summed in another order). */
+
+/* 8 × 8 floats: rows r[0..8) become columns. */
+static inline void transpose8(__m256 r[8]) {
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20), r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20), r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31), r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31), r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+/* Kt[d·8 + j] = key p0 + j, dimension d, for j < cnt (zeros past cnt). */
+static void keys_transposed(const uint16_t *K, int p0, int cnt, int hd, float *Kt) {
+    for (int d0 = 0; d0 < hd; d0 += 8) {
+        __m256 r[8];
+        for (int j = 0; j < 8; j++) r[j] = j < cnt ? load_f16(K + (int64_t)(p0 + j) * hd + d0) : _mm256_setzero_ps();
+        transpose8(r);
+        for (int i = 0; i < 8; i++) _mm256_storeu_ps(Kt + (d0 + i) * 8, r[i]);
+    }
+}
+
+/* Scores of R rows against the 8 keys of Kt, scaled: one register each. R
+ * is a constant (8, or 4 for small groups at decode) so that the
+ * accumulators stay in registers; callers pad with repeated rows and a
+ * scratch destination. Each row's sum runs over d in order whatever R is:
+ * a row's scores do not depend on the tile it is in. */
+static inline __attribute__((always_inline)) void scores_r(const float *const *qr, const float *Kt, int hd,
+                                                           float inv_sqrt, float *const *dst, int R) {
+    __m256 acc[8];
+    for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
+    for (int d = 0; d < hd; d++) {
+        __m256 k = _mm256_loadu_ps(Kt + d * 8);
+        for (int r = 0; r < R; r++) acc[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(qr[r] + d), k, acc[r]);
+    }
+    for (int r = 0; r < R; r++) _mm256_storeu_ps(dst[r], _mm256_mul_ps(acc[r], _mm256_set1_ps(inv_sqrt)));
+}
+
+/* o[0..8·NV) += Σ_{p<cnt} w[p] · Vf[p][0..8·NV), p in order. */
+static inline __attribute__((always_inline)) void wsum_rows(const float *w, const float *Vf, int hd, int cnt, int NV,
+                                                            float *o) {
+    __m256 acc[8];
+    for (int i = 0; i < NV; i++) acc[i] = _mm256_loadu_ps(o + 8 * i);
+    for (int p = 0; p < cnt; p++) {
+        __m256 wp = _mm256_broadcast_ss(w + p);
+        for (int i = 0; i < NV; i++) acc[i] = _mm256_fmadd_ps(wp, _mm256_loadu_ps(Vf + (int64_t)p * hd + 8 * i), acc[i]);
+    }
+    for (int i = 0; i < NV; i++) _mm256_storeu_ps(o + 8 * i, acc[i]);
+}
+
+void bn_attend_tile_avx2(const float *q, int64_t ldq, int G, int nt, int n0, int hd, const uint16_t *K,
+                             const uint16_t *V, float *scratch, float *out) {
+    if (hd % 8) {
+        bn_attend_tile_ref(q, ldq, G, nt, n0, hd, K, V, scratch, out);
+        return;
+    }
+    int nr = nt * G, n = n0 + nt - 1, lds = (n + 7) / 8 * 8;
+    float inv_sqrt = 1.0f / sqrtf((float)hd);
+    float *S = scratch, *Kt = S + (int64_t)nr * lds, *Vf = Kt + 8 * hd;
+    const float *qr[BN_ATTN_TILE_ROWS];
+    float *orow[BN_ATTN_TILE_ROWS];
+    int len[BN_ATTN_TILE_ROWS];
+    for (int r = 0; r < nr; r++) {
+        qr[r] = q + (r / G) * ldq + (int64_t)(r % G) * hd;
+        orow[r] = out + (r / G) * ldq + (int64_t)(r % G) * hd;
+        len[r] = n0 + r / G;
+    }
+    /* Scores, 8 keys at a time; rows past their length compute a few
+     * scores they then ignore. */
+    for (int p0 = 0; p0 < n; p0 += 8) {
+        keys_transposed(K, p0, n - p0 < 8 ? n - p0 : 8, hd, Kt);
+        for (int r0 = 0; r0 < nr; r0 += 8) {
+            const float *src[8];
+            float *dst[8], pad[8];
+            for (int r = 0; r < 8; r++) {
+                int ok = r0 + r < nr;
+                src[r] = qr[ok ? r0 + r : r0];
+                dst[r] = ok ? S + (int64_t)(r0 + r) * lds + p0 : pad;
+            }
+            if (nr - r0 <= 4) scores_r(src, Kt, hd, inv_sqrt, dst, 4);
+            else scores_r(src, Kt, hd, inv_sqrt, dst, 8);
+        }
+    }
+    /* Softmax per row; the weights w_p = e_p / Σe as in the per-row path. */
+    for (int r = 0; r < nr; r++) {
+        float *sr = S + (int64_t)r * lds, inv_sum = bn_softmax_exp(sr, len[r]);
+        for (int p = 0; p < len[r]; p++) sr[p] *= inv_sum;
+        memset(orow[r], 0, (size_t)hd * sizeof(float));
+    }
+    for (int p0 = 0; p0 < n; p0 += BN_ATTN_VBLOCK) {
+        int cnt = n - p0 < BN_ATTN_VBLOCK ? n - p0 : BN_ATTN_VBLOCK;
+        for (int p = 0; p < cnt; p++)
+            for (int d = 0; d < hd; d += 8) _mm256_storeu_ps(Vf + (int64_t)p * hd + d, load_f16(V + (int64_t)(p0 + p) * hd + d));
+        for (int r = 0; r < nr; r++) {
+            int c = len[r] - p0 < cnt ? len[r] - p0 : cnt;
+            if (c <= 0) continue;
+            const float *w = S + (int64_t)r * lds + p0;
+            int d = 0;
+            for (; d + 64 <= hd; d += 64) wsum_rows(w, Vf + d, hd, c, 8, orow[r] + d);
+            for (; d < hd; d += 8) wsum_rows(w, Vf + d, hd, c, 1, orow[r] + d);
+        }
+    }
+}
+
 /* Dense rows (the output head). F16 and Q8_0 rows are converted in registers
  * and reused across a tile of tokens; other types are decoded to scratch. */
 
@@ -485,4 +607,5 @@ const bn_cpu_kernels bn_cpu_kernels_avx2_table = {
     .axpy_f32 = bn_axpy_f32_avx2,
     .axpy_f16 = bn_axpy_f16_avx2,
     .f32_to_f16 = bn_f32_to_f16_avx2,
+    .attend_tile = bn_attend_tile_avx2,
 };

@@ -631,4 +631,5 @@ const bn_cpu_kernels bn_cpu_kernels_avx512_table = {
     .axpy_f32 = bn_axpy_f32_avx2,
     .axpy_f16 = bn_axpy_f16_avx2,
     .f32_to_f16 = bn_f32_to_f16_avx2,
+    .attend_tile = bn_attend_tile_avx2,
 };

@@ -3,6 +3,7 @@
 #include <math.h>
 
 #include "format/ggml_types.h"
+#include "kernels/cpu/cpu_kernels.h"
 
 void bn_quantize_row_i8_ref(const float *x, int64_t n, int8_t *q, float *scale, int32_t *sum) {
     float amax = 0.0f;
@@ -115,6 +116,37 @@ void bn_axpy_f16_ref(float s, const uint16_t *x, float *y, int64_t n) {
 
 void bn_f32_to_f16_ref(const float *x, uint16_t *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = bn_fp32_to_fp16(x[i]);
+}
+
+float bn_softmax_exp(float *s, int n) {
+    float mx = -INFINITY, sum = 0.0f;
+    /* Not fmaxf: without -ffinite-math GCC calls it. Same result (a NaN
+     * score is skipped either way). */
+    for (int p = 0; p < n; p++) mx = s[p] > mx ? s[p] : mx;
+    for (int p = 0; p < n; p++) sum += (s[p] = expf(s[p] - mx));
+    return 1.0f / sum;
+}
+
+/* Scores of every row (rows × n, n rounded up to 8 for the SIMD tiles), a
+ * transposed block of 8 keys and a block of values converted to f32. */
+size_t bn_attend_tile_scratch(int rows, int n, int hd) {
+    size_t lds = ((size_t)n + 7) / 8 * 8;
+    return (size_t)rows * lds + (size_t)(8 + BN_ATTN_VBLOCK) * hd;
+}
+
+void bn_attend_tile_ref(const float *q, int64_t ldq, int G, int nt, int n0, int hd, const uint16_t *K,
+                        const uint16_t *V, float *scratch, float *out) {
+    float inv_sqrt = 1.0f / sqrtf((float)hd);
+    for (int tt = 0; tt < nt; tt++)
+        for (int g = 0; g < G; g++) {
+            const float *qr = q + tt * ldq + (int64_t)g * hd;
+            float *o = out + tt * ldq + (int64_t)g * hd, *sc = scratch;
+            int n = n0 + tt;
+            for (int p = 0; p < n; p++) sc[p] = bn_dot_f16_ref(qr, K + (int64_t)p * hd, hd) * inv_sqrt;
+            float inv_sum = bn_softmax_exp(sc, n);
+            for (int i = 0; i < hd; i++) o[i] = 0.0f;
+            for (int p = 0; p < n; p++) bn_axpy_f16_ref(sc[p] * inv_sum, V + (int64_t)p * hd, o, hd);
+        }
 }
 
 /* Σ code·q over one 128-weight block: byte b holds weights b, 32+b, 64+b,

@@ -48,6 +48,19 @@ void bn_axpy_f32_ref(float s, const float *x, float *y, int64_t n);
 void bn_axpy_f16_ref(float s, const uint16_t *x, float *y, int64_t n);
 void bn_f32_to_f16_ref(const float *x, uint16_t *y, int64_t n);
 
+/* Causal attention of nt tokens × G query heads sharing one KV head. Row
+ * (tt, g) of q is q + tt·ldq + g·hd (hd floats; out has the same layout);
+ * token tt attends over cached positions [0, n0 + tt) of K and V (IEEE
+ * halves, hd per position): softmax(q·k / √hd) · v, scores and sums in f32,
+ * as the per-row path (attend in backend_cpu.c) computes them. scratch:
+ * bn_attend_tile_scratch(nt·G, n0 + nt − 1, hd) floats. */
+void bn_attend_tile_ref(const float *q, int64_t ldq, int G, int nt, int n0, int hd, const uint16_t *K,
+                        const uint16_t *V, float *scratch, float *out);
+
+/* s[p] = exp(s[p] − max s) for p < n, summed in order; returns 1 / sum. The
+ * softmax step of every attention path, so that they agree. */
+float bn_softmax_exp(float *s, int n);
+
 /* The scalar level's ternary kernel: the reference's integers, computed a
  * 32-byte block at a time (portable C, no per-weight index arithmetic). */
 void bn_ternary_gemm_scalar(const bn_ternary *w, int64_t r0, int64_t r1, const bn_qact *a, int n_tok, float *y,
