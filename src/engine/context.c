@@ -23,6 +23,7 @@ struct bitnet_context {
      * or (a batch) the kept tokens' rows, row_of[i] for token i (-1: none). */
     float *logits;
     size_t logits_cap; /* floats */
+    int logits_backend; /* logits came from the backend's host_alloc */
     int n_eval, logits_all, logits_batch;
     /* bitnet_eval_batch work arrays, tok_cap entries each; seq_cnt: n_seq */
     int32_t *row_of, *pos, *seq, *out_rows;
@@ -125,11 +126,20 @@ bitnet_status bitnet_context_create(bitnet_model *m, const bitnet_context_params
     return BITNET_OK;
 }
 
+static void free_logits(bitnet_context *c) {
+    if (c->logits_backend)
+        c->be->ops->host_free(c->be, c->logits);
+    else
+        free(c->logits);
+    c->logits = NULL, c->logits_cap = 0, c->logits_backend = 0;
+    c->n_eval = 0; /* bitnet_get_logits must not hand out the freed rows */
+}
+
 void bitnet_context_free(bitnet_context *c) {
     if (!c) return;
     bn_forward_state_free(&c->st, c->model, c->be);
+    free_logits(c); /* before the backend that may own its memory */
     c->be->ops->destroy(c->be);
-    free(c->logits);
     free(c->n_past);
     free(c->seq_cnt);
     free(c->row_of);
@@ -160,10 +170,18 @@ int bitnet_seq_n_past(const bitnet_context *c, int seq) {
     return c && seq >= 0 && seq < c->st.n_seq ? c->n_past[seq] : -1;
 }
 
+/* Room for `rows` rows of logits. The old contents need not survive (every
+ * eval overwrites them), so a larger block replaces the old one; it comes
+ * from the backend when it has a faster kind of host memory (page-locked
+ * for a GPU), else from malloc. */
 static bitnet_status reserve_logits(bitnet_context *c, size_t rows, bitnet_error *err) {
     size_t need = rows * (size_t)c->model->hp.n_vocab;
     if (need <= c->logits_cap) return BITNET_OK;
-    float *p = realloc(c->logits, need * sizeof(float));
+    free_logits(c);
+    const bn_backend_ops *o = c->be->ops;
+    float *p = o->host_alloc && o->host_free ? o->host_alloc(c->be, need * sizeof(float)) : NULL;
+    c->logits_backend = p != NULL;
+    if (!p) p = malloc(need * sizeof(float));
     if (!p) return bn_fail(err, BITNET_E_NOMEM, "out of memory for %zu rows of logits", rows);
     c->logits = p;
     c->logits_cap = need;

@@ -44,6 +44,12 @@ typedef struct bn_backend_ops {
     /* Zeroed backend memory; NULL on failure. */
     void *(*alloc)(bn_backend *be, size_t bytes);
     void (*free)(bn_backend *be, void *p);
+    /* Host memory that to_host copies into fastest (page-locked for a GPU:
+     * the copy goes straight there, with no staging); optional: NULL means
+     * plain malloc/free. host_alloc returns NULL on failure (the caller then
+     * uses malloc); host_free takes only host_alloc's blocks, before destroy. */
+    void *(*host_alloc)(bn_backend *be, size_t bytes);
+    void (*host_free)(bn_backend *be, void *p);
     /* Bytes of one KV-cache element (4 for f32, 2 for f16). */
     size_t kv_elem_size;
 

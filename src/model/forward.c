@@ -44,11 +44,17 @@ static void prof_end(bn_backend *be, bitnet_profile *p, bitnet_op_class cls, dou
     } while (0)
 
 static int imax(int a, int b) { return a > b ? a : b; }
+static int imin(int a, int b) { return a < b ? a : b; }
 
 /* The head's output buffer holds this many rows, not n_batch: at a 128k
  * vocabulary a 512-row buffer would be 263 MB that generation (one row per
- * eval) never uses. Evals that keep every row run the head in chunks. */
+ * eval) never uses. Evals that keep every row run the head in chunks.
+ * Batched decoding keeps a row per sequence every step, and each chunk
+ * reads the whole head once (656 MB for 2B4T: 8 chunks of 32 at 256
+ * sequences cost the GPU 1.3 ms more than one of 256), so a context of
+ * n_seq sequences gets n_seq rows, up to LOGITS_SEQ_MAX. */
 #define LOGITS_CHUNK 32
+#define LOGITS_SEQ_MAX 256
 
 bitnet_status bn_forward_state_init(bn_forward_state *st, const bitnet_model *m, bn_backend *be, int n_ctx,
                                     int n_batch, bitnet_error *err) {
@@ -64,7 +70,7 @@ bitnet_status bn_forward_state_init_seq(bn_forward_state *st, const bitnet_model
     st->n_batch = n_batch;
     st->n_seq = n_seq;
     st->seq_stride = (int64_t)hp->n_head_kv * hp->head_dim * n_ctx;
-    st->logits_rows = n_batch < LOGITS_CHUNK ? n_batch : LOGITS_CHUNK;
+    st->logits_rows = imin(n_batch, imax(LOGITS_CHUNK, imin(n_seq, LOGITS_SEQ_MAX)));
     size_t B = (size_t)n_batch, E = (size_t)hp->n_embd, Q = (size_t)hp->n_head * hp->head_dim;
     size_t KV = (size_t)hp->n_head_kv * hp->head_dim, F = (size_t)hp->n_ff;
     size_t W = (size_t)imax(imax(hp->n_embd, (int)Q), hp->n_ff);

@@ -64,6 +64,26 @@ static double median(double *v, int n) {
         }                                                                                                             \
     } while (0)
 
+/* Host memory for logits: page-locked, as a context on the GPU keeps them
+ * (the backend's host_alloc), so that copies back are measured as the engine
+ * does them; plain malloc when that fails. */
+static float *logits_alloc(size_t n) {
+    void *p = NULL;
+    if (cudaMallocHost(&p, n * sizeof(float)) != cudaSuccess) {
+        cudaGetLastError();
+        p = malloc(n * sizeof(float));
+    }
+    return p;
+}
+
+static void logits_free(float *p) {
+    struct cudaPointerAttributes a;
+    if (p && cudaPointerGetAttributes(&a, p) == cudaSuccess && a.type == cudaMemoryTypeHost)
+        cudaFreeHost(p);
+    else
+        (void)cudaGetLastError(), free(p);
+}
+
 /* Device-to-device copy of 1 GiB: bytes read + written per second. */
 static double copy_bandwidth(void) {
     size_t n = (size_t)1 << 30;
@@ -152,7 +172,8 @@ static void drop_backend(bench *b) {
 
 /* Batched decode of B sequences (a backend with n_seq >= B): each gets a
  * prompt of `prompt` tokens (one sequence per step, not timed), then `steps`
- * steps of one token per sequence, every sequence's logits copied back.
+ * steps of one token per sequence, every sequence's logits copied back
+ * (into page-locked memory, as a context's).
  * Returns the aggregate tok/s (B * steps / time) and *ms the time per step;
  * -1 on a failure. */
 static double time_batched_decode(bench *b, int B, int prompt, int steps, double *ms) {
@@ -295,6 +316,39 @@ static void bench_ternary(bench *b, int quick) {
     free(q), free(sc), free(sum);
 }
 
+/* Batched prompts: S sequences of L tokens each (positions 0..L-1) in one
+ * step, the last token's logits of each kept; the median time of `reps`
+ * steps after one warm-up, -1 on a failure. */
+static double time_prompt_batch(bench *b, int S, int L, int reps) {
+    int n = S * L;
+    int32_t *seq = malloc((size_t)n * sizeof *seq), *pos = malloc((size_t)n * sizeof *pos);
+    int32_t *rows = malloc((size_t)S * sizeof *rows);
+    double t[16], r = -1.0;
+    bitnet_error err;
+    if (!seq || !pos || !rows) goto done;
+    for (int q = 0; q < S; q++) {
+        for (int i = 0; i < L; i++) seq[q * L + i] = q, pos[q * L + i] = i;
+        rows[q] = q * L + L - 1;
+    }
+    bn_batch_step st = {n, b->tok, seq, pos, rows, S};
+    for (int i = -1; i < reps; i++) {
+        double t0 = now_s();
+        if (bn_forward_batch(&b->m, b->be, &b->st, &st, b->logits, &err)) {
+            printf("batched prompts FAILED: %s\n", err.message);
+            goto done;
+        }
+        if (i >= 0) t[i] = now_s() - t0;
+    }
+    if (b->be->ops->status && b->be->ops->status(b->be, &err) != BITNET_OK) {
+        printf("batched prompts FAILED: %s\n", err.message);
+        goto done;
+    }
+    r = median(t, reps);
+done:
+    free(seq), free(pos), free(rows);
+    return r;
+}
+
 /* Prompt throughput of a random model with the kit model's shapes
  * (../shared/conformance/tiny-bitnet/config.json). One sequence of n tokens
  * per forward (a prompt of n tokens; see "batched decode" for several
@@ -308,7 +362,7 @@ static void bench_kit(int quick) {
     if (!synth_model_init(&k.m, &hp, 4242)) return (void)fprintf(stderr, "bench_cuda: out of memory\n");
     int max_b = 1024;
     k.tok = malloc((size_t)max_b * sizeof *k.tok);
-    k.logits = malloc((size_t)max_b * hp.n_vocab * sizeof *k.logits);
+    k.logits = logits_alloc((size_t)max_b * hp.n_vocab);
     uint64_t s = 11;
     for (int i = 0; i < max_b; i++) k.tok[i] = (int32_t)(synth_rng(&s) % (uint64_t)hp.n_vocab);
     if (make_backend(&k, 1, 1024, max_b)) {
@@ -324,8 +378,17 @@ static void bench_kit(int quick) {
         }
         drop_backend(&k);
     }
+    if (make_backend_seq(&k, 1, 1024, max_b, 64)) {
+        printf("  batched prompts, one step of S sequences x L tokens from position 0, each sequence's last logits:\n");
+        for (int i = 0; i < 4; i++) {
+            int S = (int[]){4, 8, 16, 64}[i], L = (int[]){256, 128, 64, 16}[i];
+            double t = time_prompt_batch(&k, S, L, quick ? 3 : 9);
+            if (t > 0) printf("  %2d x %-4d: %9.0f tok/s (%.3f ms)\n", S, L, S * L / t, t * 1e3);
+        }
+        drop_backend(&k);
+    }
     synth_model_free(&k.m);
-    free(k.tok), free(k.logits);
+    free(k.tok), logits_free(k.logits);
 }
 
 int main(int argc, char **argv) {
@@ -363,7 +426,7 @@ int main(int argc, char **argv) {
     if (!synth_model_init(&b.m, &hp, 42)) return fprintf(stderr, "bench_cuda: out of memory\n"), 1;
     int max_b = 512, n_ctx = 4096;
     b.tok = malloc((size_t)max_b * sizeof *b.tok);
-    b.logits = malloc((size_t)256 * hp.n_vocab * sizeof *b.logits);
+    b.logits = logits_alloc((size_t)256 * hp.n_vocab);
     uint64_t s = 7;
     for (int i = 0; i < max_b; i++) b.tok[i] = (int32_t)(synth_rng(&s) % (uint64_t)hp.n_vocab);
     printf("model: 2B4T shapes, %d layers, random weights (made in %.1f s)\n", hp.n_layer, now_s() - t0);
@@ -379,7 +442,7 @@ int main(int argc, char **argv) {
         printf("batched decode, %3d sequences: %8.0f tok/s aggregate, %.2f ms per step\n", B, t, ms);
         drop_backend(&b);
         synth_model_free(&b.m);
-        free(b.tok), free(b.logits);
+        free(b.tok), logits_free(b.logits);
         return 0;
     }
     if (!decode_only) {
@@ -390,7 +453,7 @@ int main(int argc, char **argv) {
     if (kernels_only) {
         drop_backend(&b);
         synth_model_free(&b.m);
-        free(b.tok), free(b.logits);
+        free(b.tok), logits_free(b.logits);
         return 0;
     }
 
@@ -399,7 +462,7 @@ int main(int argc, char **argv) {
         printf("decode batch 1 (graph): %.1f tok/s, %.3f ms/token\n", t, 1e3 / t);
         drop_backend(&b);
         synth_model_free(&b.m);
-        free(b.tok), free(b.logits);
+        free(b.tok), logits_free(b.logits);
         return 0;
     }
     double pp = time_forward(&b, 512, 0, BN_LOGITS_LAST, quick ? 2 : 5);
@@ -474,7 +537,7 @@ int main(int argc, char **argv) {
 
     synth_model_free(&b.m);
     free(b.tok);
-    free(b.logits);
+    logits_free(b.logits);
     bench_kit(quick);
     return 0;
 }

@@ -444,8 +444,12 @@ static double attention_step(fixture *f, bn_kv_layer *kc, bn_kv_layer *kg, const
 static void test_attention(void **state) {
     fixture *f = *state;
     NEED_GPU(f);
+    /* Prompts of 32+ tokens take the tile kernel (head groups of 4, 3, 2 and 1;
+     * head_dim 40: ten column groups), shorter ones and head_dim 256
+     * the split kernel. */
     const int shapes[][4] = {/* n_head, n_head_kv, head_dim, n_ctx */ {8, 2, 64, 300}, {20, 5, 128, 1100},
-                             {4, 4, 32, 64}, {6, 2, 96, 200}, {12, 1, 256, 150}};
+                             {4, 4, 32, 64}, {6, 2, 96, 200}, {12, 1, 256, 150}, {4, 4, 32, 200},
+                             {2, 1, 40, 120}};
     for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
         bn_attn_shape s = {shapes[c][0], shapes[c][1], shapes[c][2], shapes[c][3]};
         size_t kvb = (size_t)s.n_head_kv * s.head_dim * s.n_ctx;
@@ -462,6 +466,66 @@ static void test_attention(void **state) {
         e = fmax(e, attention_step(f, &kc, &kg, &s, s.n_ctx - pos - 1, pos)), pos = s.n_ctx - 1;
         e = fmax(e, attention_step(f, &kc, &kg, &s, 1, pos));
         if (e >= 3e-3) fprintf(stderr, "attention %d/%d heads, dim %d: rel L2 %g\n", s.n_head, s.n_head_kv, s.head_dim, e);
+        assert_true(e < 3e-3);
+        f->cpu->ops->free(f->cpu, kc.k), f->cpu->ops->free(f->cpu, kc.v);
+        f->gpu->ops->free(f->gpu, kg.k), f->gpu->ops->free(f->gpu, kg.v);
+    }
+}
+
+/* One attention_batch call on both backends: token i of sequence seq[i] at
+ * position pos[i]; returns the relative L2 difference of the outputs. */
+static double attention_batch_step(fixture *f, bn_kv_layer *kc, bn_kv_layer *kg, int64_t stride,
+                                   const bn_attn_shape *s, int n_tok, const int32_t *seq, const int32_t *pos) {
+    size_t nq = (size_t)n_tok * s->n_head * s->head_dim, nk = (size_t)n_tok * s->n_head_kv * s->head_dim;
+    float *q = malloc(nq * 4), *k = malloc(nk * 4), *v = malloc(nk * 4), *out = malloc(nq * 4);
+    fill(q, nq, 2.0f, &f->rng), fill(k, nk, 2.0f, &f->rng), fill(v, nk, 1.0f, &f->rng);
+    pair pq = put2(f, q, nq * 4), pk = put2(f, k, nk * 4), pv = put2(f, v, nk * 4), po = put2(f, NULL, nq * 4);
+    f->cpu->ops->attention_batch(f->cpu, kc, stride, s, pq.c, pk.c, pv.c, n_tok, seq, pos, po.c);
+    f->gpu->ops->attention_batch(f->gpu, kg, stride, s, pq.g, pk.g, pv.g, n_tok, seq, pos, po.g);
+    get(f->gpu, out, po.g, nq * 4);
+    double e = rel_l2(out, po.c, nq);
+    free2(f, pq), free2(f, pk), free2(f, pv), free2(f, po);
+    free(q), free(k), free(v), free(out);
+    return e;
+}
+
+/* Multi-sequence attention: S sequences filled by prompts of different
+ * lengths (one step of mixed sequences, tokens of a sequence in order),
+ * then decode steps of one token per sequence in shuffled order. Head groups
+ * of 4, 5 (two chunks of the batch kernel), 1 and 12; head_dim 40 to 256;
+ * contexts of more than one 64-position tile. */
+static void test_attention_batch(void **state) {
+    fixture *f = *state;
+    NEED_GPU(f);
+    enum { S = 5, STEPS = 3 };
+    const int shapes[][4] = {/* n_head, n_head_kv, head_dim, n_ctx */ {20, 5, 128, 160}, {10, 2, 64, 100},
+                             {4, 4, 32, 140}, {12, 1, 256, 80}, {6, 3, 40, 90}};
+    for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
+        bn_attn_shape s = {shapes[c][0], shapes[c][1], shapes[c][2], shapes[c][3]};
+        int64_t stride = (int64_t)s.n_head_kv * s.head_dim * s.n_ctx;
+        size_t kvb = (size_t)S * stride;
+        bn_kv_layer kc = {put(f, f->cpu, NULL, kvb * f->cpu->ops->kv_elem_size),
+                          put(f, f->cpu, NULL, kvb * f->cpu->ops->kv_elem_size)};
+        bn_kv_layer kg = {put(f, f->gpu, NULL, kvb * f->gpu->ops->kv_elem_size),
+                          put(f, f->gpu, NULL, kvb * f->gpu->ops->kv_elem_size)};
+        int len[S], n = 0;
+        int32_t seq[S * 160], pos[S * 160]; /* n_ctx <= 160 */
+        for (int q = 0; q < S; q++) len[q] = 1 + (int)((uint64_t)(s.n_ctx - STEPS - 2) * (q + 1) / S) - q % 2;
+        for (int i = 0, more = 1; more; i++) { /* prompts interleaved: token i of each sequence in turn */
+            more = 0;
+            for (int q = 0; q < S; q++)
+                if (i < len[q]) seq[n] = q, pos[n++] = i, more = 1;
+        }
+        double e = attention_batch_step(f, &kc, &kg, stride, &s, n, seq, pos);
+        for (int k = 0; k < STEPS; k++) {
+            for (int i = 0; i < S; i++) {
+                int q = (i * 3 + k) % S;
+                seq[i] = q, pos[i] = len[q]++;
+            }
+            e = fmax(e, attention_batch_step(f, &kc, &kg, stride, &s, S, seq, pos));
+        }
+        if (e >= 3e-3)
+            fprintf(stderr, "attention batch %d/%d heads, dim %d: rel L2 %g\n", s.n_head, s.n_head_kv, s.head_dim, e);
         assert_true(e < 3e-3);
         f->cpu->ops->free(f->cpu, kc.k), f->cpu->ops->free(f->cpu, kc.v);
         f->gpu->ops->free(f->gpu, kg.k), f->gpu->ops->free(f->gpu, kg.v);
@@ -1005,6 +1069,7 @@ int main(void) {
         cmocka_unit_test(test_missing_device), cmocka_unit_test(test_quantize), cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_ternary),        cmocka_unit_test(test_dense),    cmocka_unit_test(test_dense_converted),
         cmocka_unit_test(test_embed),          cmocka_unit_test(test_rope),     cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_attention_batch),
         cmocka_unit_test(test_glu_add),        cmocka_unit_test(test_forward),  cmocka_unit_test(test_decode_long),
         cmocka_unit_test(test_decode_matmul),  cmocka_unit_test(test_decode_attention),
         cmocka_unit_test(test_dense_mma),      cmocka_unit_test(test_ternary_tiles),

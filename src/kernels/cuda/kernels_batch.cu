@@ -6,21 +6,27 @@
  * f16 layout.
  * 1. k_rope_batch: RoPE of token t at pos[t] (the arithmetic of k_rope).
  * 2. k_kv_store_batch: token t's keys and values at (seq[t], pos[t]).
- * 3. k_attn_batch: block (token, query head) attends over positions
- *    0..pos[t] of its sequence: each warp takes every nw-th position (a dot
- *    product reduced across the warp, lanes holding head_dim/32 elements
- *    each) with its own online softmax, and the warps' partial results are
- *    merged at the end. Straightforward rather than tuned: no sharing of keys
- *    between the query heads of a group, no splitting of long contexts. */
+ * 3. k_attn_batch: block (token t, KV head, chunk of up to KB_GROUP of the
+ *    query heads sharing that KV head) attends over positions 0..pos[t] of
+ *    its sequence in tiles of KB_TILE positions: the tile's keys are staged
+ *    in shared memory with coalesced 16-byte loads (each key read once for
+ *    all the block's heads, where one block per query head read it G
+ *    times), scores are one key per thread pair against every head's query,
+ *    an online softmax per head runs in one warp per head, and P·V reads the
+ *    values straight from global memory (coalesced along head_dim), the
+ *    positions split over thread slices that are summed at the end. Decode
+ *    steps of many short sequences are bound by reading K and V once.
+ */
 #include <cuda_fp16.h>
 #include <math.h>
 
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_kernels.cuh"
 
-#define KB_THREADS 128             /* 4 warps */
-#define KB_WARPS (KB_THREADS / 32)
-#define KB_PER_LANE 8              /* head_dim <= 256 */
+#define KB_THREADS 128 /* 4 warps */
+#define KB_GROUP 4     /* query heads per block: one softmax warp each */
+#define KB_TILE 64     /* positions per tile: two threads per key */
+#define KB_KPAD 16     /* halfs of padding per staged key row (bank spread) */
 
 __global__ void k_rope_batch(float *x, int n_head, int head_dim, const int32_t *pos, float theta, int neox) {
     pdl_wait();
@@ -51,59 +57,109 @@ __global__ void k_kv_store_batch(const float *k, const float *v, __half *K, __ha
     }
 }
 
+/* Shared memory of k_attn_batch for head_dim hd (bytes): the staged keys,
+ * the block's queries, the tile's scores and the slices' partial outputs. */
+static size_t kb_smem(int hd) {
+    return (size_t)KB_TILE * (hd + KB_KPAD) * sizeof(__half) +
+           ((size_t)KB_GROUP * hd + KB_GROUP * KB_TILE + (size_t)KB_THREADS * 2 * KB_GROUP) * sizeof(float);
+}
+
 __global__ void __launch_bounds__(KB_THREADS)
     k_attn_batch(const float *q, const __half *K, const __half *V, int n_head, int n_kv, int n_ctx, int hd,
                  const int32_t *seq, const int32_t *pos, int64_t seq_stride, float *out) {
-    __shared__ float sh_acc[KB_WARPS][KB_PER_LANE * 32];
-    __shared__ float sh_m[KB_WARPS], sh_l[KB_WARPS];
+    extern __shared__ __align__(16) unsigned char kb_sh[];
+    const int ks = hd + KB_KPAD; /* staged key row stride (halfs) */
+    __half *sk = (__half *)kb_sh;
+    float *sq = (float *)(sk + (size_t)KB_TILE * ks); /* [KB_GROUP][hd], scaled by 1/sqrt(hd) */
+    float *sp = sq + KB_GROUP * hd;                  /* [KB_GROUP][KB_TILE]: scores, then weights */
+    float *sred = sp + KB_GROUP * KB_TILE;           /* [slice][g][hd] partial outputs */
+    __shared__ float s_m[KB_GROUP], s_l[KB_GROUP], s_corr[KB_GROUP];
     pdl_wait();
     pdl_launch();
-    int t = blockIdx.x, h = blockIdx.y, lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-    int hk = h / (n_head / n_kv), n = pos[t] + 1;
-    size_t base = (size_t)seq[t] * (size_t)seq_stride + (size_t)hk * n_ctx * hd;
+    const int t = blockIdx.x, hk = blockIdx.y, G = n_head / n_kv, h0 = hk * G + blockIdx.z * KB_GROUP;
+    const int gc = min(KB_GROUP, G - (int)blockIdx.z * KB_GROUP), tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
+    const int n = pos[t] + 1;
+    const size_t base = (size_t)seq[t] * (size_t)seq_stride + (size_t)hk * n_ctx * hd;
     const __half *Kh = K + base, *Vh = V + base;
-    const float *qt = q + ((size_t)t * n_head + h) * hd;
-    float qr[KB_PER_LANE], acc[KB_PER_LANE];
-    for (int j = 0; j < KB_PER_LANE; j++) {
-        int e = lane + 32 * j;
-        qr[j] = e < hd ? qt[e] : 0.0f;
-        acc[j] = 0.0f;
-    }
-    float inv_sqrt = 1.0f / sqrtf((float)hd), m = -INFINITY, l = 0.0f;
-    for (int p = w; p < n; p += KB_WARPS) {
-        const __half *kr = Kh + (size_t)p * hd;
-        float d = 0.0f;
-        for (int j = 0; j < KB_PER_LANE; j++) {
-            int e = lane + 32 * j;
-            if (e < hd) d = fmaf(qr[j], __half2float(kr[e]), d);
+    const float inv_sqrt = 1.0f / sqrtf((float)hd);
+    for (int i = tid; i < gc * hd; i += KB_THREADS) sq[i] = q[((size_t)t * n_head + h0) * hd + i] * inv_sqrt;
+    if (tid < KB_GROUP) s_m[tid] = -INFINITY, s_l[tid] = 0.0f;
+    /* P·V mapping: thread = (slice j, column pair c); hd / 2 <= KB_THREADS. */
+    const int npair = hd / 2, nsl = KB_THREADS / npair, j = tid / npair, c = tid % npair;
+    float acc[KB_GROUP][2];
+    for (int g = 0; g < KB_GROUP; g++) acc[g][0] = acc[g][1] = 0.0f;
+    const int nch = hd / 8; /* 16-byte chunks per key row */
+    for (int p0 = 0; p0 < n; p0 += KB_TILE) {
+        const int np = min(KB_TILE, n - p0);
+        __syncthreads(); /* the previous tile's keys and weights are no longer read */
+        for (int i = tid; i < np * nch; i += KB_THREADS) {
+            int r = i / nch, ch = i % nch;
+            *(uint4 *)(sk + (size_t)r * ks + ch * 8) = *(const uint4 *)(Kh + (size_t)(p0 + r) * hd + ch * 8);
         }
-        for (int o = 16; o; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
-        float s = d * inv_sqrt, m_new = fmaxf(m, s);
-        float corr = expf(m - m_new), e_s = expf(s - m_new);
-        l = l * corr + e_s;
-        const __half *vr = Vh + (size_t)p * hd;
-        for (int j = 0; j < KB_PER_LANE; j++) {
-            int e = lane + 32 * j;
-            acc[j] = acc[j] * corr + (e < hd ? e_s * __half2float(vr[e]) : 0.0f);
+        __syncthreads();
+        { /* scores: key r = tid / 2; the pair splits its 16-byte chunks */
+            int r = tid >> 1, hf = tid & 1;
+            float d[KB_GROUP];
+            for (int g = 0; g < KB_GROUP; g++) d[g] = 0.0f;
+            if (r < np)
+                for (int ch = hf; ch < nch; ch += 2) {
+                    uint4 raw = *(const uint4 *)(sk + (size_t)r * ks + ch * 8);
+                    const __half2 *k2 = (const __half2 *)&raw;
+                    for (int u = 0; u < 4; u++) {
+                        float2 kf = __half22float2(k2[u]);
+                        int e = ch * 8 + 2 * u;
+                        for (int g = 0; g < KB_GROUP; g++)
+                            if (g < gc) d[g] = fmaf(sq[g * hd + e], kf.x, fmaf(sq[g * hd + e + 1], kf.y, d[g]));
+                    }
+                }
+            for (int g = 0; g < KB_GROUP; g++) {
+                float v = d[g] + __shfl_xor_sync(0xffffffffu, d[g], 1);
+                if (hf == 0 && r < KB_TILE) sp[g * KB_TILE + r] = r < np ? v : -INFINITY;
+            }
         }
-        m = m_new;
+        __syncthreads();
+        if (w < gc) { /* online softmax of head w over this tile */
+            float mx = -INFINITY;
+            for (int r = lane; r < KB_TILE; r += 32) mx = fmaxf(mx, sp[w * KB_TILE + r]);
+            for (int o = 16; o; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+            float m_old = s_m[w], m_new = fmaxf(m_old, mx), sum = 0.0f;
+            for (int r = lane; r < KB_TILE; r += 32) {
+                float e = r < np ? expf(sp[w * KB_TILE + r] - m_new) : 0.0f;
+                sp[w * KB_TILE + r] = e;
+                sum += e;
+            }
+            for (int o = 16; o; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+            if (lane == 0) {
+                float corr = expf(m_old - m_new); /* 0 on the first tile (m_old = -inf) */
+                s_corr[w] = corr, s_l[w] = s_l[w] * corr + sum, s_m[w] = m_new;
+            }
+        }
+        __syncthreads();
+        if (j < nsl) {
+            for (int g = 0; g < KB_GROUP; g++) /* g < gc: constant indices keep acc in registers */
+                if (g < gc) acc[g][0] *= s_corr[g], acc[g][1] *= s_corr[g];
+            for (int r = j; r < np; r += nsl) {
+                float2 vf = __half22float2(*(const __half2 *)(Vh + (size_t)(p0 + r) * hd + 2 * c));
+                for (int g = 0; g < KB_GROUP; g++)
+                    if (g < gc) {
+                        float pw = sp[g * KB_TILE + r];
+                        acc[g][0] = fmaf(pw, vf.x, acc[g][0]), acc[g][1] = fmaf(pw, vf.y, acc[g][1]);
+                    }
+            }
+        }
     }
-    for (int j = 0; j < KB_PER_LANE; j++) sh_acc[w][lane + 32 * j] = acc[j];
-    if (lane == 0) sh_m[w] = m, sh_l[w] = l;
+    if (j < nsl)
+        for (int g = 0; g < KB_GROUP; g++) {
+            if (g >= gc) break;
+            float *r = sred + ((size_t)j * KB_GROUP + g) * hd + 2 * c;
+            r[0] = acc[g][0], r[1] = acc[g][1];
+        }
     __syncthreads();
-    /* Merge the warps' softmax states (a warp without positions has l = 0). */
-    float M = sh_m[0];
-    for (int i = 1; i < KB_WARPS; i++) M = fmaxf(M, sh_m[i]);
-    float L = 0.0f, f[KB_WARPS];
-    for (int i = 0; i < KB_WARPS; i++) {
-        f[i] = sh_l[i] > 0.0f ? expf(sh_m[i] - M) : 0.0f;
-        L += sh_l[i] * f[i];
-    }
-    float *ot = out + ((size_t)t * n_head + h) * hd;
-    for (int e = threadIdx.x; e < hd; e += KB_THREADS) {
+    for (int i = tid; i < gc * hd; i += KB_THREADS) {
+        int g = i / hd, e = i % hd;
         float o = 0.0f;
-        for (int i = 0; i < KB_WARPS; i++) o += sh_acc[i][e] * f[i];
-        ot[e] = o / L;
+        for (int s2 = 0; s2 < nsl; s2++) o += sred[((size_t)s2 * KB_GROUP + g) * hd + e];
+        out[((size_t)t * n_head + h0 + g) * hd + e] = o / s_l[g];
     }
 }
 
@@ -118,13 +174,14 @@ cudaError_t bn_k_attention_batch(cudaStream_t st, const bn_kv_layer *kv, int64_t
                                  const float *q, const float *k, const float *v, int n_tok, const int32_t *seq,
                                  const int32_t *pos, float *out) {
     int hd = s->head_dim;
-    if (!bn_k_attention_supported(hd) || hd > KB_PER_LANE * 32 || s->n_head % s->n_head_kv)
+    if (!bn_k_attention_supported(hd) || hd / 2 > KB_THREADS || s->n_head % s->n_head_kv)
         return cudaErrorInvalidValue;
     bn_launch(k_kv_store_batch, dim3(n_tok, s->n_head_kv), 128, 0, st, k, v, (__half *)kv->k, (__half *)kv->v,
               s->n_head_kv, s->n_ctx, hd, seq, pos, seq_stride);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return e;
-    bn_launch(k_attn_batch, dim3(n_tok, s->n_head), KB_THREADS, 0, st, q, (const __half *)kv->k,
-              (const __half *)kv->v, s->n_head, s->n_head_kv, s->n_ctx, hd, seq, pos, seq_stride, out);
+    int G = s->n_head / s->n_head_kv;
+    bn_launch(k_attn_batch, dim3(n_tok, s->n_head_kv, (G + KB_GROUP - 1) / KB_GROUP), KB_THREADS, kb_smem(hd), st,
+              q, (const __half *)kv->k, (const __half *)kv->v, s->n_head, s->n_head_kv, s->n_ctx, hd, seq, pos, seq_stride, out);
     return cudaGetLastError();
 }
