@@ -424,16 +424,23 @@ static void test_rope(void **state) {
         }
 }
 
-/* Runs one attention call on both backends (each with its own KV cache)
- * and returns the relative L2 difference of the outputs. */
+/* Runs one attention call on both backends (each with its own KV cache) and
+ * returns the relative L2 difference of the outputs: `attention` at pos0
+ * when seq is NULL, else `attention_batch` (token i of sequence seq[i] at
+ * position pos[i], sequences `stride` elements apart). */
 static double attention_step(fixture *f, bn_kv_layer *kc, bn_kv_layer *kg, const bn_attn_shape *s, int n_tok,
-                             int pos0) {
+                             int pos0, int64_t stride, const int32_t *seq, const int32_t *pos) {
     size_t nq = (size_t)n_tok * s->n_head * s->head_dim, nk = (size_t)n_tok * s->n_head_kv * s->head_dim;
     float *q = malloc(nq * 4), *k = malloc(nk * 4), *v = malloc(nk * 4), *out = malloc(nq * 4);
     fill(q, nq, 2.0f, &f->rng), fill(k, nk, 2.0f, &f->rng), fill(v, nk, 1.0f, &f->rng);
     pair pq = put2(f, q, nq * 4), pk = put2(f, k, nk * 4), pv = put2(f, v, nk * 4), po = put2(f, NULL, nq * 4);
-    f->cpu->ops->attention(f->cpu, kc, s, pq.c, pk.c, pv.c, n_tok, pos0, po.c);
-    f->gpu->ops->attention(f->gpu, kg, s, pq.g, pk.g, pv.g, n_tok, pos0, po.g);
+    if (seq) {
+        f->cpu->ops->attention_batch(f->cpu, kc, stride, s, pq.c, pk.c, pv.c, n_tok, seq, pos, po.c);
+        f->gpu->ops->attention_batch(f->gpu, kg, stride, s, pq.g, pk.g, pv.g, n_tok, seq, pos, po.g);
+    } else {
+        f->cpu->ops->attention(f->cpu, kc, s, pq.c, pk.c, pv.c, n_tok, pos0, po.c);
+        f->gpu->ops->attention(f->gpu, kg, s, pq.g, pk.g, pv.g, n_tok, pos0, po.g);
+    }
     get(f->gpu, out, po.g, nq * 4);
     double e = rel_l2(out, po.c, nq);
     free2(f, pq), free2(f, pk), free2(f, pv), free2(f, po);
@@ -444,9 +451,8 @@ static double attention_step(fixture *f, bn_kv_layer *kc, bn_kv_layer *kg, const
 static void test_attention(void **state) {
     fixture *f = *state;
     NEED_GPU(f);
-    /* Prompts of 32+ tokens take the tile kernel (head groups of 4, 3, 2 and 1;
-     * head_dim 40: ten column groups), shorter ones and head_dim 256
-     * the split kernel. */
+    /* Head groups of 4, 3, 2 and 1; head_dim 32 to 256, and 40 (not a power
+     * of two); contexts of 64 to 1100 positions. */
     const int shapes[][4] = {/* n_head, n_head_kv, head_dim, n_ctx */ {8, 2, 64, 300}, {20, 5, 128, 1100},
                              {4, 4, 32, 64}, {6, 2, 96, 200}, {12, 1, 256, 150}, {4, 4, 32, 200},
                              {2, 1, 40, 120}};
@@ -459,34 +465,17 @@ static void test_attention(void **state) {
                           put(f, f->gpu, NULL, kvb * f->gpu->ops->kv_elem_size)};
         /* A prompt, single tokens, a small batch, then a long prompt tail. */
         int prompt = s.n_ctx / 2 - 3, pos = 0;
-        double e = attention_step(f, &kc, &kg, &s, prompt, pos);
+        double e = attention_step(f, &kc, &kg, &s, prompt, pos, 0, NULL, NULL);
         pos += prompt;
-        for (int i = 0; i < 3; i++) e = fmax(e, attention_step(f, &kc, &kg, &s, 1, pos++));
-        e = fmax(e, attention_step(f, &kc, &kg, &s, 5, pos)), pos += 5;
-        e = fmax(e, attention_step(f, &kc, &kg, &s, s.n_ctx - pos - 1, pos)), pos = s.n_ctx - 1;
-        e = fmax(e, attention_step(f, &kc, &kg, &s, 1, pos));
+        for (int i = 0; i < 3; i++) e = fmax(e, attention_step(f, &kc, &kg, &s, 1, pos++, 0, NULL, NULL));
+        e = fmax(e, attention_step(f, &kc, &kg, &s, 5, pos, 0, NULL, NULL)), pos += 5;
+        e = fmax(e, attention_step(f, &kc, &kg, &s, s.n_ctx - pos - 1, pos, 0, NULL, NULL)), pos = s.n_ctx - 1;
+        e = fmax(e, attention_step(f, &kc, &kg, &s, 1, pos, 0, NULL, NULL));
         if (e >= 3e-3) fprintf(stderr, "attention %d/%d heads, dim %d: rel L2 %g\n", s.n_head, s.n_head_kv, s.head_dim, e);
         assert_true(e < 3e-3);
         f->cpu->ops->free(f->cpu, kc.k), f->cpu->ops->free(f->cpu, kc.v);
         f->gpu->ops->free(f->gpu, kg.k), f->gpu->ops->free(f->gpu, kg.v);
     }
-}
-
-/* One attention_batch call on both backends: token i of sequence seq[i] at
- * position pos[i]; returns the relative L2 difference of the outputs. */
-static double attention_batch_step(fixture *f, bn_kv_layer *kc, bn_kv_layer *kg, int64_t stride,
-                                   const bn_attn_shape *s, int n_tok, const int32_t *seq, const int32_t *pos) {
-    size_t nq = (size_t)n_tok * s->n_head * s->head_dim, nk = (size_t)n_tok * s->n_head_kv * s->head_dim;
-    float *q = malloc(nq * 4), *k = malloc(nk * 4), *v = malloc(nk * 4), *out = malloc(nq * 4);
-    fill(q, nq, 2.0f, &f->rng), fill(k, nk, 2.0f, &f->rng), fill(v, nk, 1.0f, &f->rng);
-    pair pq = put2(f, q, nq * 4), pk = put2(f, k, nk * 4), pv = put2(f, v, nk * 4), po = put2(f, NULL, nq * 4);
-    f->cpu->ops->attention_batch(f->cpu, kc, stride, s, pq.c, pk.c, pv.c, n_tok, seq, pos, po.c);
-    f->gpu->ops->attention_batch(f->gpu, kg, stride, s, pq.g, pk.g, pv.g, n_tok, seq, pos, po.g);
-    get(f->gpu, out, po.g, nq * 4);
-    double e = rel_l2(out, po.c, nq);
-    free2(f, pq), free2(f, pk), free2(f, pv), free2(f, po);
-    free(q), free(k), free(v), free(out);
-    return e;
 }
 
 /* Multi-sequence attention: S sequences filled by prompts of different
@@ -516,13 +505,13 @@ static void test_attention_batch(void **state) {
             for (int q = 0; q < S; q++)
                 if (i < len[q]) seq[n] = q, pos[n++] = i, more = 1;
         }
-        double e = attention_batch_step(f, &kc, &kg, stride, &s, n, seq, pos);
+        double e = attention_step(f, &kc, &kg, &s, n, 0, stride, seq, pos);
         for (int k = 0; k < STEPS; k++) {
             for (int i = 0; i < S; i++) {
                 int q = (i * 3 + k) % S;
                 seq[i] = q, pos[i] = len[q]++;
             }
-            e = fmax(e, attention_batch_step(f, &kc, &kg, stride, &s, S, seq, pos));
+            e = fmax(e, attention_step(f, &kc, &kg, &s, S, 0, stride, seq, pos));
         }
         if (e >= 3e-3)
             fprintf(stderr, "attention batch %d/%d heads, dim %d: rel L2 %g\n", s.n_head, s.n_head_kv, s.head_dim, e);

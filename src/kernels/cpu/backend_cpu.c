@@ -291,18 +291,23 @@ static int use_tiles(cpu_backend *c, const bn_attn_shape *s, int n_tok, int max_
     return ensure_tile(c, bn_attend_tile_scratch(tok * G, max_keys, s->head_dim)) ? tok : 0;
 }
 
-/* One task = one KV head × a block of tile_tok tokens: the rows of its G
- * query heads for those tokens form one tile (kernel table attend_tile). */
+/* Tokens [t0, t0 + nt) × the G query heads of KV head hk as one tile, over
+ * the first n0 (+ token offset) positions of the cache at kv_off. */
+static void run_tile(attn_job *j, int thread, int t0, int nt, int hk, int64_t kv_off, int n0) {
+    const bn_attn_shape *s = j->s;
+    int hd = s->head_dim, G = s->n_head / s->n_head_kv;
+    int64_t row = ((int64_t)t0 * s->n_head + (int64_t)hk * G) * hd;
+    j->c->k->attend_tile(j->q + row, (int64_t)s->n_head * hd, G, nt, n0, hd, (const uint16_t *)j->kv->k + kv_off,
+                         (const uint16_t *)j->kv->v + kv_off, j->c->tile[thread], j->out + row);
+}
+
+/* One task = one KV head × a block of tile_tok tokens of the sequence. */
 static void attn_tile_task(void *ctx, int i, int thread) {
     attn_job *j = ctx;
     const bn_attn_shape *s = j->s;
-    int hd = s->head_dim, G = s->n_head / s->n_head_kv, hk = i % s->n_head_kv;
-    int t0 = (i / s->n_head_kv) * j->tile_tok, nt = j->n_tok - t0 < j->tile_tok ? j->n_tok - t0 : j->tile_tok;
-    int64_t row = ((int64_t)t0 * s->n_head + (int64_t)hk * G) * hd;
-    const uint16_t *K = (const uint16_t *)j->kv->k + (int64_t)hk * s->n_ctx * hd;
-    const uint16_t *V = (const uint16_t *)j->kv->v + (int64_t)hk * s->n_ctx * hd;
-    j->c->k->attend_tile(j->q + row, (int64_t)s->n_head * hd, G, nt, j->pos0 + t0 + 1, hd, K, V, j->c->tile[thread],
-                         j->out + row);
+    int hk = i % s->n_head_kv, t0 = (i / s->n_head_kv) * j->tile_tok;
+    int nt = j->n_tok - t0 < j->tile_tok ? j->n_tok - t0 : j->tile_tok;
+    run_tile(j, thread, t0, nt, hk, (int64_t)hk * s->n_ctx * s->head_dim, j->pos0 + t0 + 1);
 }
 
 /* Stores k, v rows of token t at position p of the cache at base offset off. */
@@ -352,12 +357,9 @@ static void attn_batch_task(void *ctx, int i, int thread) {
 static void attn_batch_tile_task(void *ctx, int i, int thread) {
     attn_job *j = ctx;
     const bn_attn_shape *s = j->s;
-    int t = i / s->n_head_kv, hk = i % s->n_head_kv, hd = s->head_dim, G = s->n_head / s->n_head_kv;
-    int64_t base = (int64_t)j->seq[t] * j->seq_stride + (int64_t)hk * s->n_ctx * hd;
-    int64_t row = ((int64_t)t * s->n_head + (int64_t)hk * G) * hd;
-    j->c->k->attend_tile(j->q + row, (int64_t)s->n_head * hd, G, 1, j->pos[t] + 1, hd,
-                         (const uint16_t *)j->kv->k + base, (const uint16_t *)j->kv->v + base, j->c->tile[thread],
-                         j->out + row);
+    int t = i / s->n_head_kv, hk = i % s->n_head_kv;
+    run_tile(j, thread, t, 1, hk, (int64_t)j->seq[t] * j->seq_stride + (int64_t)hk * s->n_ctx * s->head_dim,
+             j->pos[t] + 1);
 }
 
 static void cpu_attention_batch(bn_backend *be, const bn_kv_layer *kv, int64_t seq_stride, const bn_attn_shape *s,
