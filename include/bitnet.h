@@ -265,6 +265,18 @@ typedef struct bitnet_batch {
  * read with bitnet_get_logits(ctx, i), i the index in the batch. */
 bitnet_status bitnet_eval_batch(bitnet_context *ctx, const bitnet_batch *batch, bitnet_error *err);
 
+/* Greedy decoding without logits: evaluates a batch as bitnet_eval_batch
+ * does and writes, for every token whose logits that call would keep, the
+ * id a greedy sampler would pick from them (the largest logit, lowest id on
+ * ties, NaN never picked) to out_tokens[i]; -1 for the other tokens
+ * (out_tokens has batch->n_tokens entries). No logits are kept:
+ * bitnet_get_logits returns NULL until the next eval. On a GPU the pick is
+ * made there, so a step copies 4 bytes per sequence instead of n_vocab
+ * floats. The same as sampling the kept logits with a sampler for which
+ * bitnet_sampler_is_greedy holds. */
+bitnet_status bitnet_eval_batch_greedy(bitnet_context *ctx, const bitnet_batch *batch, int32_t *out_tokens,
+                                       bitnet_error *err);
+
 int bitnet_context_n_seq(const bitnet_context *ctx);
 /* Tokens held for sequence `seq` (its next position); -1 for a bad id. */
 int bitnet_seq_n_past(const bitnet_context *ctx, int seq);
@@ -351,6 +363,12 @@ void bitnet_sampler_free(bitnet_sampler *smp);
  * arguments or memory exhaustion. Does not record the token: call
  * bitnet_sampler_accept with the token that is actually used. */
 int32_t bitnet_sampler_sample(bitnet_sampler *smp, const float *logits, int n_vocab);
+
+/* 1 when the sampler's pick is always the argmax of the raw logits (greedy:
+ * temperature <= 0, top_k 1 or top_p 0, with no logit bias and no active
+ * penalty), so that bitnet_eval_batch_greedy can stand in for evaluating and
+ * sampling; 0 otherwise or for NULL. */
+int bitnet_sampler_is_greedy(const bitnet_sampler *smp);
 
 /* Records a token (prompt or generated) in the penalty history. */
 void bitnet_sampler_accept(bitnet_sampler *smp, int32_t token);

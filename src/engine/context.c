@@ -25,8 +25,9 @@ struct bitnet_context {
     size_t logits_cap; /* floats */
     int logits_backend; /* logits came from the backend's host_alloc */
     int n_eval, logits_all, logits_batch;
-    /* bitnet_eval_batch work arrays, tok_cap entries each; seq_cnt: n_seq */
-    int32_t *row_of, *pos, *seq, *out_rows;
+    /* bitnet_eval_batch work arrays, tok_cap entries each (greedy: the kept
+     * rows' argmax); seq_cnt: n_seq */
+    int32_t *row_of, *pos, *seq, *out_rows, *greedy;
     int tok_cap;
     int *seq_cnt;
     bitnet_profile profile;
@@ -146,6 +147,7 @@ void bitnet_context_free(bitnet_context *c) {
     free(c->pos);
     free(c->seq);
     free(c->out_rows);
+    free(c->greedy);
     free(c);
 }
 
@@ -256,7 +258,7 @@ bitnet_status bitnet_seq_truncate(bitnet_context *c, int seq, int n_keep, bitnet
 /* Grows the per-token work arrays to n entries. */
 static bitnet_status reserve_tokens(bitnet_context *c, int n, bitnet_error *err) {
     if (n <= c->tok_cap) return BITNET_OK;
-    int32_t **arrs[] = {&c->row_of, &c->pos, &c->seq, &c->out_rows};
+    int32_t **arrs[] = {&c->row_of, &c->pos, &c->seq, &c->out_rows, &c->greedy};
     for (size_t i = 0; i < sizeof arrs / sizeof arrs[0]; i++) {
         int32_t *p = realloc(*arrs[i], (size_t)n * sizeof(int32_t));
         if (!p) return bn_fail(err, BITNET_E_NOMEM, "out of memory for a batch of %d tokens", n);
@@ -299,32 +301,56 @@ static bitnet_status plan_batch(bitnet_context *c, const bitnet_batch *b, int *n
     return BITNET_OK;
 }
 
-bitnet_status bitnet_eval_batch(bitnet_context *c, const bitnet_batch *b, bitnet_error *err) {
+/* bitnet_eval_batch, or with `ids` set bitnet_eval_batch_greedy: the kept
+ * rows' argmax (c->greedy, in row order, then ids[i] per token) instead of
+ * their logits. */
+static bitnet_status eval_batch(bitnet_context *c, const bitnet_batch *b, int32_t *ids, const char *fn,
+                                bitnet_error *err) {
     bn_err_clear(err);
     if (!c || !b || (!b->tokens && b->n_tokens > 0))
-        return bn_fail(err, BITNET_E_INVALID_ARG, "bitnet_eval_batch: context, batch and tokens are required");
-    if (b->n_tokens <= 0) return bn_fail(err, BITNET_E_INVALID_ARG, "bitnet_eval_batch: no tokens to evaluate");
+        return bn_fail(err, BITNET_E_INVALID_ARG, "%s: context, batch and tokens are required", fn);
+    if (b->n_tokens <= 0) return bn_fail(err, BITNET_E_INVALID_ARG, "%s: no tokens to evaluate", fn);
+    if (ids && !c->be->ops->argmax)
+        return bn_fail(err, BITNET_E_UNSUPPORTED, "%s: the %s backend has no argmax", fn, c->be->ops->name);
     int rows = 0;
     bitnet_status rc = reserve_tokens(c, b->n_tokens, err);
     if (!rc) rc = plan_batch(c, b, &rows, err);
-    if (!rc) rc = reserve_logits(c, rows > 0 ? (size_t)rows : 1, err);
+    if (!rc && !ids) rc = reserve_logits(c, rows > 0 ? (size_t)rows : 1, err);
     if (rc) return rc;
-    c->n_eval = 0; /* the previous logits are overwritten */
+    c->n_eval = 0; /* the previous logits are overwritten (or, greedy, no longer current) */
     size_t V = (size_t)c->model->hp.n_vocab;
     for (int done = 0, rows_done = 0; done < b->n_tokens;) {
         int n = b->n_tokens - done < c->st.n_batch ? b->n_tokens - done : c->st.n_batch, n_out = 0;
         for (int t = 0; t < n; t++)
             if (c->row_of[done + t] >= 0) c->out_rows[n_out++] = t;
-        bn_batch_step step = {n, b->tokens + done, c->seq + done, c->pos + done, c->out_rows, n_out};
-        rc = bn_forward_batch(c->model, c->be, &c->st, &step, c->logits + (size_t)rows_done * V, err);
+        bn_batch_step step = {n, b->tokens + done, c->seq + done, c->pos + done, c->out_rows, n_out,
+                              ids ? c->greedy + rows_done : NULL};
+        rc = bn_forward_batch(c->model, c->be, &c->st, &step, ids ? NULL : c->logits + (size_t)rows_done * V, err);
         if (!rc && c->be->ops->status) rc = c->be->ops->status(c->be, err);
         if (rc) return rc;
         for (int t = 0; t < n; t++) c->n_past[c->seq[done + t]] = c->pos[done + t] + 1;
         done += n;
         rows_done += n_out;
     }
+    if (ids) {
+        for (int i = 0; i < b->n_tokens; i++) ids[i] = c->row_of[i] >= 0 ? c->greedy[c->row_of[i]] : -1;
+        return BITNET_OK; /* no logits kept: bitnet_get_logits gives NULL */
+    }
     c->n_eval = b->n_tokens;
     c->logits_all = 0;
     c->logits_batch = 1;
     return BITNET_OK;
+}
+
+bitnet_status bitnet_eval_batch(bitnet_context *c, const bitnet_batch *b, bitnet_error *err) {
+    return eval_batch(c, b, NULL, "bitnet_eval_batch", err);
+}
+
+bitnet_status bitnet_eval_batch_greedy(bitnet_context *c, const bitnet_batch *b, int32_t *out_tokens,
+                                       bitnet_error *err) {
+    if (!out_tokens) {
+        bn_err_clear(err);
+        return bn_fail(err, BITNET_E_INVALID_ARG, "bitnet_eval_batch_greedy: out_tokens is required");
+    }
+    return eval_batch(c, b, out_tokens, "bitnet_eval_batch_greedy", err);
 }

@@ -180,16 +180,21 @@ static void layers(const bitnet_model *m, bn_backend *be, bn_forward_state *st, 
 }
 
 /* The output head over the first n_out rows of st->xn (already normed), in
- * chunks of logits_rows, into logits_host ([n_out x n_vocab]). */
-static void head(const bitnet_model *m, bn_backend *be, bn_forward_state *st, int n_out, float *logits_host) {
+ * chunks of logits_rows, into logits_host ([n_out x n_vocab]) or, when
+ * argmax_host is not NULL, only each row's argmax into it ([n_out]). */
+static void head(const bitnet_model *m, bn_backend *be, bn_forward_state *st, int n_out, float *logits_host,
+                 int32_t *argmax_host) {
     const bn_hparams *hp = &m->hp;
     const bn_backend_ops *o = be->ops;
     for (int r = 0; r < n_out; r += st->logits_rows) {
         int nr = n_out - r < st->logits_rows ? n_out - r : st->logits_rows;
         const float *xr = st->xn + (int64_t)r * hp->n_embd;
         OP(OUTPUT_HEAD, o->matmul_dense(be, &m->output, xr, nr, st->logits));
-        OP(OTHER, o->to_host(be, logits_host + (int64_t)r * hp->n_vocab, st->logits,
-                             (size_t)nr * hp->n_vocab * sizeof(float)));
+        if (argmax_host)
+            OP(OTHER, o->argmax(be, st->logits, nr, hp->n_vocab, argmax_host + r));
+        else
+            OP(OTHER, o->to_host(be, logits_host + (int64_t)r * hp->n_vocab, st->logits,
+                                 (size_t)nr * hp->n_vocab * sizeof(float)));
     }
 }
 
@@ -205,7 +210,7 @@ void bn_forward(const bitnet_model *m, bn_backend *be, bn_forward_state *st, con
     int first = want == BN_LOGITS_ALL ? 0 : n_tok - 1, n_out = n_tok - first;
     const float *x = st->x + (int64_t)first * hp->n_embd;
     OP(NORM_QUANT, o->rmsnorm(be, x, &m->output_norm, n_out, hp->n_embd, hp->rms_eps, st->xn));
-    head(m, be, st, n_out, logits_host);
+    head(m, be, st, n_out, logits_host, NULL);
 }
 
 /* 1 when every token of b is in one sequence at consecutive positions. */
@@ -222,6 +227,8 @@ bitnet_status bn_forward_batch(const bitnet_model *m, bn_backend *be, bn_forward
     if (b->n_tok < 1 || b->n_tok > st->n_batch || b->n_out < 0 || b->n_out > b->n_tok)
         return bn_fail(err, BITNET_E_INTERNAL, "bn_forward_batch: %d tokens, %d outputs, n_batch %d", b->n_tok,
                        b->n_out, st->n_batch);
+    if (b->argmax_host && !o->argmax)
+        return bn_fail(err, BITNET_E_UNSUPPORTED, "the %s backend has no argmax for greedy decoding", o->name);
     step_pos sp = {b->pos[0], b->seq[0], NULL, NULL};
     if (!one_sequence(b)) {
         if (!o->rope_batch || !o->attention_batch)
@@ -241,6 +248,6 @@ bitnet_status bn_forward_batch(const bitnet_model *m, bn_backend *be, bn_forward
                                   st->xn + (int64_t)i * hp->n_embd));
         i = j;
     }
-    head(m, be, st, b->n_out, logits_host);
+    head(m, be, st, b->n_out, logits_host, b->argmax_host);
     return BITNET_OK;
 }

@@ -48,10 +48,13 @@ typedef struct bn_batch_step {
     const int32_t *tokens, *seq, *pos;
     const int32_t *out_rows;
     int n_out;
+    int32_t *argmax_host; /* not NULL: each wanted row's argmax ([n_out]), no logits */
 } bn_batch_step;
 
 /* Runs a batch step, writing the wanted rows' logits to logits_host
- * ([n_out x n_vocab], in out_rows order). A step whose tokens all belong to
+ * ([n_out x n_vocab], in out_rows order), or with argmax_host set only their
+ * argmax (the backend's argmax op: BITNET_E_UNSUPPORTED, running nothing,
+ * when it has none; logits_host is then not used). A step whose tokens all belong to
  * one sequence runs the single-sequence operations on that sequence's cache
  * (so a one-token step keeps the backend's decode path); a step of several
  * sequences needs the backend's rope_batch and attention_batch and fails

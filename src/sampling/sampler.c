@@ -305,6 +305,15 @@ static int weigh_all(bitnet_sampler *s, float *w, int n_vocab, float inv_t, floa
     return n_vocab;
 }
 
+int bitnet_sampler_is_greedy(const bitnet_sampler *s) {
+    if (!s) return 0;
+    const bitnet_sampler_params *p = &s->p;
+    int argmax_only = p->temperature <= 0.0f || p->top_k == 1 || p->top_p == 0.0f;
+    int penalties = p->penalty_last_n != 0 &&
+                    (p->repeat_penalty != 1.0f || p->frequency_penalty != 0.0f || p->presence_penalty != 0.0f);
+    return argmax_only && p->n_logit_bias == 0 && !penalties;
+}
+
 int32_t bitnet_sampler_sample(bitnet_sampler *s, const float *logits, int n_vocab) {
     if (!s || !logits || n_vocab <= 0 || !grow_scratch(s, n_vocab)) return -1;
     const bitnet_sampler_params *p = &s->p;

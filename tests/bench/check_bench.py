@@ -95,6 +95,18 @@ def check_json(a):
     return doc
 
 
+def check_greedy(a):
+    """--greedy: generation rows say so and run at batch 1 and 8 (bitnet_eval_batch_greedy)."""
+    r = bench(a, ["-p", "0", "-n", "8", "-t", "1", "-b", "1,8", "-r", "1", "--greedy", "--json"])
+    check(r.returncode == 0, "bench --greedy exits 0 (%s)" % r.stderr.strip())
+    doc = load_json(r, "bench --greedy")
+    if not doc:
+        return
+    rows = [row(doc, "tg8", b) for b in (1, 8)]
+    check(all(w and w["status"] == "ok" and w["tok_s_mean"] > 0 and "greedy" in w.get("note", "") for w in rows),
+          "--greedy tg8 rows at -b 1 and -b 8 ran and are marked greedy")
+
+
 def check_busy(a):
     """Rows whose threads had to share their CPUs with other processes say so."""
     n = os.cpu_count() or 2
@@ -231,6 +243,7 @@ def main():
     try:
         check_json(a)
         check_csv_table(a)
+        check_greedy(a)
         check_profile(a)
         check_busy(a)
         check_regression(a, work)

@@ -9,13 +9,14 @@
  * throughput of steps of B tokens of one sequence (B = 1, 8, 64, 256; the
  * weight-side proxy of batched decode), and batched decode proper: B
  * sequences (B = 1, 8, 64, 256) with 128-token prompts, each step one token
- * of every sequence (bn_forward_batch, every sequence's logits copied back),
- * as aggregate tok/s and time per step.
+ * of every sequence (bn_forward_batch, every sequence's logits copied back,
+ * then again with only each sequence's argmax: greedy decoding on the
+ * device), as aggregate tok/s and time per step.
  *
  * Kernel figures (before the end-to-end ones): the output head for 8..256
  * tokens, the GEMV (previous kernel) against the tensor-core GEMM (ms,
  * TFLOP/s, head GB/s); the ternary matmuls of one layer (q, k, o, gate,
- * down, and q+k+v / gate+up as one call) for 8, 64 and 256 tokens: the
+ * down, and q+k+v / gate+up as one call) for 8, 64, 256 and 1024 tokens: the
  * previous GEMM (128x64 tiles, one launch per matrix), what the backend runs
  * now (bn_k_ternary: the GEMV up to 8 tokens, else the GEMM with the tile
  * it picks) and each tile forced, in TOP/s (2 ops per weight and token).
@@ -173,20 +174,23 @@ static void drop_backend(bench *b) {
 /* Batched decode of B sequences (a backend with n_seq >= B): each gets a
  * prompt of `prompt` tokens (one sequence per step, not timed), then `steps`
  * steps of one token per sequence, every sequence's logits copied back
- * (into page-locked memory, as a context's).
+ * (into page-locked memory, as a context's) or, with `greedy`, only each
+ * sequence's argmax (the backend's argmax op: greedy decoding on the
+ * device), which is then the sequence's next token.
  * Returns the aggregate tok/s (B * steps / time) and *ms the time per step;
  * -1 on a failure. */
-static double time_batched_decode(bench *b, int B, int prompt, int steps, double *ms) {
+static double time_batched_decode(bench *b, int B, int prompt, int steps, int greedy, double *ms) {
     int32_t *seq = malloc((size_t)B * sizeof *seq), *pos = malloc((size_t)B * sizeof *pos);
     int32_t *rows = malloc((size_t)B * sizeof *rows), *ppos = malloc((size_t)prompt * sizeof *ppos);
-    int32_t *pseq = malloc((size_t)prompt * sizeof *pseq);
+    int32_t *pseq = malloc((size_t)prompt * sizeof *pseq), *next = malloc((size_t)B * sizeof *next);
     double tps = -1.0;
     bitnet_error err;
-    if (!seq || !pos || !rows || !ppos || !pseq) goto done;
+    if (!seq || !pos || !rows || !ppos || !pseq || !next) goto done;
+    memcpy(next, b->tok, (size_t)B * sizeof *next);
     for (int s = 0; s < B; s++) {
         for (int i = 0; i < prompt; i++) ppos[i] = i, pseq[i] = s;
         int32_t last = prompt - 1;
-        bn_batch_step p = {prompt, b->tok + (s % 64), pseq, ppos, &last, 1};
+        bn_batch_step p = {prompt, b->tok + (s % 64), pseq, ppos, &last, 1, NULL};
         if (bn_forward_batch(&b->m, b->be, &b->st, &p, b->logits, &err)) goto fail;
     }
     for (int s = 0; s < B; s++) seq[s] = s, rows[s] = s;
@@ -197,8 +201,13 @@ static double time_batched_decode(bench *b, int B, int prompt, int steps, double
             if (getenv("BENCH_PROFILE")) cudaProfilerStart(); /* ncu --profile-from-start off: the timed steps */
         }
         for (int s = 0; s < B; s++) pos[s] = prompt + 2 + i;
-        bn_batch_step d = {B, b->tok + ((i + 2) % 256), seq, pos, rows, B};
+        bn_batch_step d = {B, greedy ? next : b->tok + ((i + 2) % 256), seq, pos, rows, B, greedy ? next : NULL};
         if (bn_forward_batch(&b->m, b->be, &b->st, &d, b->logits, &err)) goto fail;
+        for (int s = 0; greedy && s < B; s++)
+            if (next[s] < 0 || next[s] >= b->m.hp.n_vocab) {
+                snprintf(err.message, sizeof err.message, "argmax gave %d for sequence %d", next[s], s);
+                goto fail;
+            }
     }
     double t = now_s() - t0;
     if (getenv("BENCH_PROFILE")) cudaProfilerStop();
@@ -209,7 +218,7 @@ static double time_batched_decode(bench *b, int B, int prompt, int steps, double
 fail:
     printf("batched decode FAILED: %s\n", err.message);
 done:
-    free(seq), free(pos), free(rows), free(ppos), free(pseq);
+    free(seq), free(pos), free(rows), free(ppos), free(pseq), free(next);
     return tps;
 }
 
@@ -270,7 +279,7 @@ static void bench_ternary(bench *b, int quick) {
               {"o 2560x2560", 1, {&L->wo}},        {"gate 6912x2560", 1, {&L->w_gate}},
               {"down 2560x6912", 1, {&L->w_down}}, {"q+k+v (one call)", 3, {&L->wq, &L->wk, &L->wv}},
               {"gate+up (one call)", 2, {&L->w_gate, &L->w_up}}};
-    int max_t = 256, max_c = hp->n_ff > hp->n_embd ? hp->n_ff : hp->n_embd, max_r = hp->n_ff;
+    int max_t = 1024, max_c = hp->n_ff > hp->n_embd ? hp->n_ff : hp->n_embd, max_r = hp->n_ff;
     size_t nq = (size_t)max_t * max_c;
     int8_t *q = malloc(nq);
     float *sc = malloc(max_t * sizeof *sc);
@@ -282,12 +291,15 @@ static void bench_ternary(bench *b, int quick) {
                  dev_copy(b->be, sum, max_t * sizeof *sum)};
     float *gy[3];
     for (int i = 0; i < 3; i++) gy[i] = dev_copy(b->be, NULL, (size_t)max_t * max_r * sizeof(float));
-    static const char *tiles[] = {"?", "128x64", "64x64", "128x32", "64x32"};
+    int n_tiles = bn_cuda_kernel_ternary_tiles();
+    static const char *tiles[] = {"?",         "128x64",    "64x64",     "128x32",    "64x32",    "128x64/k2",
+                                  "64x64/k2",  "128x32/k2", "64x32/k2",  "128x32/k4", "64x64/k4", "64x32/k4"};
+    if (n_tiles > 11) n_tiles = 11;
     printf("ternary GEMM TOP/s (2 ops per weight x token; previous = 128x64 tiles, a launch per matrix; now = what "
-           "bn_k_ternary runs; then each tile forced):\n");
+           "bn_k_ternary runs; then each tile forced: rows x tokens [/kN: N k-groups of warps]):\n");
     for (size_t c = 0; c < sizeof sh / sizeof sh[0]; c++)
-        for (int k = 0; k < 3; k++) {
-            int n_tok = (int[]){8, 64, 256}[k], rows[3], cols = (int)sh[c].w[0]->cols;
+        for (int k = 0; k < 4; k++) { /* 1024 tokens: the kernel's rate on a large GEMM */
+            int n_tok = (int[]){8, 64, 256, 1024}[k], rows[3], cols = (int)sh[c].w[0]->cols;
             const bn_cuda_ternary *wd[3];
             double ops = 0;
             for (int i = 0; i < sh[c].n; i++) {
@@ -295,20 +307,24 @@ static void bench_ternary(bench *b, int quick) {
                 wd[i] = (const bn_cuda_ternary *)sh[c].w[i]->dev;
                 ops += 2.0 * rows[i] * cols * n_tok;
             }
-            float ms[6];
+            float ms[13];
             int rc = 0;
-            for (int v = 0; v <= 5 && !rc; v++)
+            for (int v = 0; v <= n_tiles + 1 && !rc; v++)
                 rc = bn_cuda_kernel_ternary(v, sh[c].n, wd, rows, gy, cols, &a, n_tok, quick ? 5 : 20, &ms[v]);
             if (rc) {
                 printf("  %-20s %3d tokens: FAILED (CUDA error %d)\n", sh[c].name, n_tok, rc);
                 continue;
             }
-            int tile = bn_cuda_kernel_ternary_tile(sh[c].n, rows, n_tok);
-            printf("  %-20s %3d tokens: previous %6.1f (%.1f us) | now %6.1f (%.1f us, %s) %.2fx | tiles 128x64 %.1f, "
-                   "64x64 %.1f, 128x32 %.1f, 64x32 %.1f\n",
+            int tile = bn_cuda_kernel_ternary_tile(sh[c].n, rows, n_tok), best = 1;
+            for (int v = 2; v <= n_tiles; v++)
+                if (ms[v + 1] < ms[best + 1]) best = v;
+            printf("  %-20s %3d tokens: previous %6.1f (%.1f us) | now %6.1f (%.1f us, %s) %.2fx | best tile %s %.1f "
+                   "(%.1f us) | tiles",
                    sh[c].name, n_tok, ops / ms[1] * 1e-9, ms[1] * 1e3, ops / ms[0] * 1e-9, ms[0] * 1e3,
-                   n_tok <= 8 ? "GEMV" : tiles[tile], ms[1] / ms[0], ops / ms[2] * 1e-9, ops / ms[3] * 1e-9,
-                   ops / ms[4] * 1e-9, ops / ms[5] * 1e-9);
+                   n_tok <= 8 ? "GEMV" : tiles[tile], ms[1] / ms[0], tiles[best], ops / ms[best + 1] * 1e-9,
+                   ms[best + 1] * 1e3);
+            for (int v = 1; v <= n_tiles; v++) printf(" %s %.1f", tiles[v], ops / ms[v + 1] * 1e-9);
+            printf("\n");
         }
     b->be->ops->free(b->be, (void *)a.q), b->be->ops->free(b->be, (void *)a.scale);
     b->be->ops->free(b->be, (void *)a.sum);
@@ -330,7 +346,7 @@ static double time_prompt_batch(bench *b, int S, int L, int reps) {
         for (int i = 0; i < L; i++) seq[q * L + i] = q, pos[q * L + i] = i;
         rows[q] = q * L + L - 1;
     }
-    bn_batch_step st = {n, b->tok, seq, pos, rows, S};
+    bn_batch_step st = {n, b->tok, seq, pos, rows, S, NULL};
     for (int i = -1; i < reps; i++) {
         double t0 = now_s();
         if (bn_forward_batch(&b->m, b->be, &b->st, &st, b->logits, &err)) {
@@ -438,8 +454,11 @@ int main(int argc, char **argv) {
         drop_backend(&b);
         int B = batched_only, prompt = 128;
         if (B > 256 || !make_backend_seq(&b, 1, prompt + 2 + steps, max_b, B)) return 1;
-        double ms = 0.0, t = time_batched_decode(&b, B, prompt, steps, &ms);
-        printf("batched decode, %3d sequences: %8.0f tok/s aggregate, %.2f ms per step\n", B, t, ms);
+        for (int greedy = 0; greedy < 2; greedy++) {
+            double ms = 0.0, t = time_batched_decode(&b, B, prompt, steps, greedy, &ms);
+            printf("batched decode, %3d sequences, %s: %8.0f tok/s aggregate, %.2f ms per step\n", B,
+                   greedy ? "argmax on the device" : "logits copied back", t, ms);
+        }
         drop_backend(&b);
         synth_model_free(&b.m);
         free(b.tok), logits_free(b.logits);
@@ -492,10 +511,14 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 4; i++) {
         int B = (int[]){1, 8, 64, 256}[i], prompt = 128, bsteps = steps < 64 ? steps : 64;
         if (!make_backend_seq(&b, 1, prompt + 2 + bsteps, max_b, B)) return 1;
-        double ms = 0.0, t = time_batched_decode(&b, B, prompt, bsteps, &ms);
-        if (t > 0)
-            printf("batched decode, %3d sequences at positions %d..%d: %8.0f tok/s aggregate, %.2f ms per step\n", B,
-                   prompt + 2, prompt + 1 + bsteps, t, ms);
+        for (int greedy = 0; greedy < 2; greedy++) {
+            double ms = 0.0, t = time_batched_decode(&b, B, prompt, bsteps, greedy, &ms);
+            if (t > 0)
+                printf("batched decode, %3d sequences at positions %d..%d, %s: %8.0f tok/s aggregate, %.2f ms per "
+                       "step\n",
+                       B, prompt + 2, prompt + 1 + bsteps, greedy ? "argmax on the device" : "logits copied back", t,
+                       ms);
+        }
         drop_backend(&b);
     }
 

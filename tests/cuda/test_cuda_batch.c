@@ -3,7 +3,8 @@
  * 128 positions) evaluated together in n_batch-sized steps that mix
  * sequences, decode steps of one token per sequence, a one-sequence step
  * (the decode-graph path on a sequence other than 0), a cleared sequence
- * reused, and a 64-sequence decode. Models: both kit models and a generated
+ * reused, a 64-sequence decode, and greedy decoding on the device
+ * (bitnet_eval_batch_greedy: the same ids as picking from the logits). Models: both kit models and a generated
  * one with head_dim 128 and 4 query heads per KV head (2B4T's ratio).
  *
  * Each comparison prints one line ending in PASS or FAIL: relative L2 of
@@ -264,6 +265,97 @@ static int wide(bitnet_model *m, const char *name) {
     return report(name, "64 sequences: prompts and decode steps (vs the CPU's batches)", &w);
 }
 
+/* Steps of several tokens recorded and fused (the default) against the
+ * same steps run op by op (BITNET_CUDA_FUSE_MULTI=0): mixed prompts with
+ * every token's logits, then decode steps of every sequence. The fusions
+ * keep each op's arithmetic, so the logits should be the same bits; the
+ * line says whether they are, and passes within the usual limits. */
+static int fused_vs_unfused(bitnet_model *m, const char *name) {
+    enum { B = 6, P = 9, STEPS = 3 };
+    int V = n_vocab(m), same = 1;
+    setenv("BITNET_CUDA_FUSE_MULTI", "0", 1);
+    bitnet_context *u = new_ctx(m, dut, B, 16);
+    unsetenv("BITNET_CUDA_FUSE_MULTI");
+    bitnet_context *f = new_ctx(m, dut, B, 16);
+    bitnet_error err;
+    int32_t bt[B * P], bs[B * P];
+    worst w = {0};
+    for (int k = 0; k <= STEPS; k++) {
+        int n = 0;
+        for (int s = 0; s < B; s++)
+            for (int i = 0; i < (k ? 1 : P - s); i++) bt[n] = tok_of(s + 300, k ? P + k : i, V), bs[n++] = s;
+        int8_t keep[B * P];
+        memset(keep, 1, sizeof keep);
+        bitnet_batch b = {n, bt, bs, keep};
+        assert_int_equal(bitnet_eval_batch(u, &b, &err), BITNET_OK);
+        assert_int_equal(bitnet_eval_batch(f, &b, &err), BITNET_OK);
+        for (int i = 0; i < n; i++) {
+            const float *a = bitnet_get_logits(f, i), *r = bitnet_get_logits(u, i);
+            compare(&w, a, r, NULL, V);
+            same &= !memcmp(a, r, (size_t)V * sizeof *a);
+        }
+    }
+    bitnet_context_free(u);
+    bitnet_context_free(f);
+    printf("cuda batch [%s] fused multi-token steps vs op by op: %s\n", name,
+           same ? "bit-identical" : "NOT bit-identical (see the next line)");
+    return report(name, "fused multi-token steps vs op by op (BITNET_CUDA_FUSE_MULTI=0)", &w);
+}
+
+/* The greedy pick of a row: largest logit, lowest id on ties, NaN never. */
+static int32_t pick(const float *row, int V) {
+    int32_t best = 0;
+    float bv = isnan(row[0]) ? -INFINITY : row[0];
+    for (int i = 1; i < V; i++)
+        if (row[i] > bv) bv = row[i], best = i;
+    return best;
+}
+
+/* Greedy decoding on the device (bitnet_eval_batch_greedy) against the
+ * pick from the logits of a second GPU context fed the same batches (same
+ * kernels, so the same bits: the ids must be equal): 3-token prompts of 64
+ * sequences, decode steps fed with the picks, and one-token steps of a
+ * single sequence (the decode-graph path). */
+static int greedy(bitnet_model *m, const char *name) {
+    enum { B = 64, P = 3, STEPS = 3 };
+    int V = n_vocab(m), bad = 0, n_cmp = 0;
+    bitnet_context *g = new_ctx(m, dut, B, 0), *gg = new_ctx(m, dut, B, 0);
+    bitnet_error err;
+    int32_t bt[B * P], bs[B * P], ids[B * P];
+    for (int k = 0; k <= STEPS + 2; k++) {
+        int n = 0;
+        if (k <= STEPS) {
+            for (int s = 0; s < B; s++)
+                for (int i = 0; i < (k ? 1 : P); i++) bt[n] = k ? bt[s] : tok_of(s + 200, i, V), bs[n++] = s;
+        } else {
+            bt[0] = ids[0] >= 0 ? ids[0] : 1, bs[0] = 5, n = 1; /* sequence 5 alone */
+        }
+        bitnet_batch b = {n, bt, bs, NULL};
+        assert_int_equal(bitnet_eval_batch(g, &b, &err), BITNET_OK);
+        assert_int_equal(bitnet_eval_batch_greedy(gg, &b, ids, &err), BITNET_OK);
+        for (int i = 0; i < n; i++) {
+            const float *row = bitnet_get_logits(g, i);
+            int32_t want = row ? pick(row, V) : -1;
+            n_cmp += row != NULL;
+            if (ids[i] != want) {
+                if (bad++ < 5) printf("  %s: step %d token %d: greedy id %d, logits' pick %d\n", name, k, i, ids[i], want);
+            }
+        }
+        /* Next step: each sequence's pick (the last token of each in b). */
+        if (k < STEPS) {
+            int32_t next[B];
+            for (int i = 0; i < n; i++)
+                if (ids[i] >= 0) next[bs[i]] = ids[i];
+            for (int s = 0; s < B; s++) bt[s] = next[s];
+        }
+    }
+    bitnet_context_free(g);
+    bitnet_context_free(gg);
+    printf("%s: greedy on the device vs the pick from the logits: %d of %d rows differ: %s\n", name, bad, n_cmp,
+           bad ? "FAIL" : "PASS");
+    return bad == 0;
+}
+
 static void test_batch_gpu(void **state) {
     (void)state;
     if (!have_gpu) skip();
@@ -279,6 +371,8 @@ static void test_batch_gpu(void **state) {
         assert_int_equal(bitnet_model_load(model_path(i), NULL, &m, &err), BITNET_OK);
         ok &= several(m, names[i]);
         ok &= wide(m, names[i]);
+        ok &= greedy(m, names[i]);
+        ok &= fused_vs_unfused(m, names[i]);
         bitnet_model_free(m);
     }
     printf("cuda batch: %s\n", ok ? "PASS" : "FAIL");

@@ -3,7 +3,8 @@
  * logits each gives alone in its own context — prompts, decode steps,
  * interleaved tokens, batches split into n_batch steps, a cleared or
  * truncated sequence reused — and every bad batch must fail cleanly,
- * changing nothing. */
+ * changing nothing. Greedy evaluation (bitnet_eval_batch_greedy) must pick
+ * what a greedy sampler picks from those logits. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -371,8 +372,73 @@ static void test_errors(void **state) {
     bitnet_context_free(c2);
 }
 
+/* bitnet_eval_batch_greedy gives, for every kept row, what a greedy sampler
+ * picks from the logits bitnet_eval_batch keeps for the same batch (in a
+ * second context fed the same tokens): prompts of several sequences with
+ * some middle rows kept, split into n_batch steps, then decode steps fed
+ * with the greedy picks. */
+static void greedy_matches_sampler(bitnet_model *m) {
+    enum { S = 3, STEPS = 4 };
+    const int plen[S] = {6, 2, 9};
+    int V = n_vocab(m);
+    bitnet_context *a = new_ctx(m, S, N_CTX, 5), *g = new_ctx(m, S, N_CTX, 5);
+    bitnet_sampler_params sp;
+    bitnet_sampler_params_default(&sp);
+    sp.temperature = 0.0f;
+    bitnet_sampler *smp = NULL;
+    bitnet_error err;
+    assert_int_equal(bitnet_sampler_new(&sp, &smp, &err), BITNET_OK);
+    assert_true(bitnet_sampler_is_greedy(smp));
+    int32_t tok[32], seq[32], ids[32];
+    int8_t keep[32];
+    int n = 0;
+    for (int s = 0; s < S; s++)
+        for (int i = 0; i < plen[s]; i++, n++) tok[n] = tok_of(s, i, V), seq[n] = s, keep[n] = i == plen[s] - 1 || i == 1;
+    bitnet_batch b = {n, tok, seq, keep};
+    for (int step = 0; step <= STEPS; step++) {
+        assert_int_equal(bitnet_eval_batch(a, &b, &err), BITNET_OK);
+        memset(ids, 0x55, sizeof ids);
+        assert_int_equal(bitnet_eval_batch_greedy(g, &b, ids, &err), BITNET_OK);
+        int kept = 0;
+        for (int i = 0; i < b.n_tokens; i++) {
+            assert_null(bitnet_get_logits(g, i)); /* greedy keeps no logits */
+            const float *row = bitnet_get_logits(a, i);
+            if (!row) {
+                assert_int_equal(ids[i], -1);
+                continue;
+            }
+            kept++;
+            assert_int_equal(ids[i], bitnet_sampler_sample(smp, row, V));
+        }
+        assert_int_equal(kept, step == 0 ? 2 * S - 1 : S); /* plen 2: rows 1 and last are one */
+        for (int s = 0; s < S; s++) assert_int_equal(bitnet_seq_n_past(g, s), bitnet_seq_n_past(a, s));
+        /* Next: one token per sequence, the greedy pick of its last row. */
+        int32_t next[S];
+        for (int i = 0; i < b.n_tokens; i++)
+            if (ids[i] >= 0) next[b.seq ? b.seq[i] : 0] = ids[i];
+        for (int s = 0; s < S; s++) tok[s] = next[s], seq[s] = s;
+        b = (bitnet_batch){S, tok, seq, NULL};
+    }
+    /* Errors change nothing. */
+    assert_int_equal(bitnet_eval_batch_greedy(g, &b, NULL, &err), BITNET_E_INVALID_ARG);
+    int32_t bad_seq[S] = {0, S, 1};
+    bitnet_batch bad = {S, tok, bad_seq, NULL};
+    int before = bitnet_seq_n_past(g, 0);
+    assert_int_equal(bitnet_eval_batch_greedy(g, &bad, ids, &err), BITNET_E_INVALID_ARG);
+    assert_int_equal(bitnet_seq_n_past(g, 0), before);
+    bitnet_sampler_free(smp);
+    bitnet_context_free(a);
+    bitnet_context_free(g);
+}
+
+static void test_greedy(void **state) {
+    (void)state;
+    for (int i = 0; i < N_MODELS; i++) greedy_matches_sampler(models[i]);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_greedy),
         cmocka_unit_test(test_prompts_then_decode), cmocka_unit_test(test_interleaved),
         cmocka_unit_test(test_reuse),               cmocka_unit_test(test_mixed_with_eval),
         cmocka_unit_test(test_errors),

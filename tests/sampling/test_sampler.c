@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "bitnet.h"
+#include "kernels/cpu/kernels_ref.h"
 #include "sampling/topk.h"
 
 /* Deterministic test data (no dependence on rand()). */
@@ -92,6 +93,79 @@ static void test_greedy_is_argmax(void **state) {
     bitnet_sampler_sample(s, logits, V);
     assert_true(logits[10] == before);
     bitnet_sampler_free(s);
+}
+
+static bitnet_sampler *make_penalised(float repeat, float freq, float presence, int last_n);
+
+/* bitnet_sampler_is_greedy: exactly the settings whose pick is the argmax
+ * of the raw logits (what bitnet_eval_batch_greedy computes). */
+static void test_is_greedy(void **state) {
+    (void)state;
+    assert_false(bitnet_sampler_is_greedy(NULL));
+    bitnet_sampler *s = make(0.8f, 40, 0.95f, 0.05f, 1);
+    assert_false(bitnet_sampler_is_greedy(s));
+    bitnet_sampler_free(s);
+    s = make(0.0f, 40, 0.95f, 0.05f, 1);
+    assert_true(bitnet_sampler_is_greedy(s));
+    bitnet_sampler_free(s);
+    s = make(0.8f, 1, 0.95f, 0.05f, 1); /* top-k 1 */
+    assert_true(bitnet_sampler_is_greedy(s));
+    bitnet_sampler_free(s);
+    s = make(0.8f, 40, 0.0f, 0.05f, 1); /* top-p 0 */
+    assert_true(bitnet_sampler_is_greedy(s));
+    bitnet_sampler_free(s);
+    /* Penalties and biases move logits before the argmax: not greedy... */
+    s = make_penalised(1.3f, 0.0f, 0.0f, 64);
+    assert_false(bitnet_sampler_is_greedy(s));
+    bitnet_sampler_free(s);
+    s = make_penalised(1.0f, 0.0f, 0.5f, 64);
+    assert_false(bitnet_sampler_is_greedy(s));
+    bitnet_sampler_free(s);
+    /* ...unless they look at no history. */
+    s = make_penalised(1.3f, 0.2f, 0.5f, 0);
+    assert_true(bitnet_sampler_is_greedy(s));
+    bitnet_sampler_free(s);
+    bitnet_sampler_params p;
+    bitnet_sampler_params_default(&p);
+    p.temperature = 0.0f;
+    bitnet_logit_bias bias = {3, 1.0f};
+    p.logit_bias = &bias;
+    p.n_logit_bias = 1;
+    bitnet_error err;
+    assert_int_equal(bitnet_sampler_new(&p, &s, &err), BITNET_OK);
+    assert_false(bitnet_sampler_is_greedy(s));
+    bitnet_sampler_free(s);
+}
+
+/* bn_argmax_ref (the rule of every backend's argmax op, i.e. of greedy
+ * decoding on a device) picks what the greedy sampler picks, on rows with
+ * ties, NaN and infinities, and rows that are all NaN or all -inf. */
+static void test_argmax_ref(void **state) {
+    (void)state;
+    enum { N = 301 };
+    uint32_t seed = 77;
+    float row[N];
+    bitnet_sampler_params p;
+    bitnet_sampler_params_default(&p);
+    p.temperature = 0.0f;
+    bitnet_sampler *smp = NULL;
+    assert_int_equal(bitnet_sampler_new(&p, &smp, NULL), BITNET_OK);
+    for (int c = 0; c < 40; c++) {
+        int n = 1 + (int)(lcg(&seed) % N);
+        for (int i = 0; i < n; i++) row[i] = (float)((int)(lcg(&seed) % 2001u) - 1000) / 7.0f;
+        int a = (int)(lcg(&seed) % (uint64_t)n), b = (int)(lcg(&seed) % (uint64_t)n);
+        switch (c % 6) {
+        case 1: row[a] = row[b] = 1e3f; break;
+        case 2: row[a] = NAN; break;
+        case 3: row[a] = INFINITY, row[b] = NAN; break;
+        case 4: for (int i = 0; i < n; i++) row[i] = i % 2 ? NAN : -INFINITY; break;
+        case 5: for (int i = 0; i < n; i++) row[i] = NAN; break;
+        default: break;
+        }
+        int32_t want = bitnet_sampler_sample(smp, row, n), got = bn_argmax_ref(row, n);
+        if (got != want) fail_msg("case %d (n %d): bn_argmax_ref %d, greedy sampler %d", c, n, got, want);
+    }
+    bitnet_sampler_free(smp);
 }
 
 static void test_seed_reproducible(void **state) {
@@ -419,6 +493,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_topk_matches_sort),
         cmocka_unit_test(test_greedy_is_argmax),
+        cmocka_unit_test(test_is_greedy),
+        cmocka_unit_test(test_argmax_ref),
         cmocka_unit_test(test_seed_reproducible),
         cmocka_unit_test(test_temperature_one_matches_softmax),
         cmocka_unit_test(test_top_k),

@@ -49,12 +49,18 @@ static void print_row(FILE *f, const bench_row *w) {
     }
 }
 
-static int busy(const bench_row *w) { return w->reps > 0 && w->cpu_share < BENCH_BUSY_SHARE; }
+/* Only a CPU run's threads should get their CPUs' time: on a GPU the host
+ * thread mostly waits for the device, so a low share says nothing there. */
+static int on_cpu(const bench_result *r) { return !strncmp(r->device, "cpu", 3); }
+
+static int busy(const bench_result *r, const bench_row *w) {
+    return on_cpu(r) && w->reps > 0 && w->cpu_share < BENCH_BUSY_SHARE;
+}
 
 /* Rows whose threads did not get their CPUs: other processes competed. */
 static void print_busy(FILE *f, const bench_result *r) {
     for (int i = 0; i < r->n_rows; i++)
-        if (busy(&r->rows[i]))
+        if (busy(r, &r->rows[i]))
             fprintf(f, "warning: %s (threads %d) got %.0f%% of its threads' CPU time: other processes competed, "
                        "so its figures are not comparable\n", r->rows[i].test, r->rows[i].threads,
                     100.0 * r->rows[i].cpu_share);
@@ -274,7 +280,8 @@ static int compare_rows(FILE *f, const cJSON *rows, const bench_result *r, doubl
         const char *v = verdict(bm, bs, w->tok_s_mean, w->tok_s_sd, tol, &reg);
         snprintf(was, sizeof was, "%.2f ± %.2f", bm, bs);
         fprintf(f, "| %-6s | %7d | %5d | %20s | %20s | %+6.1f%% | %s%s |\n", w->test, w->threads, w->batch, was, now,
-                100.0 * (w->tok_s_mean - bm) / bm, v, busy(w) || num(b, "cpu_share") < BENCH_BUSY_SHARE
+                100.0 * (w->tok_s_mean - bm) / bm, v,
+                busy(r, w) || (on_cpu(r) && num(b, "cpu_share") < BENCH_BUSY_SHARE)
                 ? " (busy machine: other processes took CPU time)" : "");
         regressions += reg;
         (*compared)++;

@@ -28,7 +28,7 @@ typedef struct int_list {
 typedef struct bench_opts {
     const char *model, *device, *head, *baseline, *save_baseline;
     int_list pp, tg, batch, threads;
-    int reps, profile, quiet, probe;
+    int reps, profile, quiet, probe, greedy;
     int format; /* 0 table, 1 json, 2 csv */
     double tolerance, delay_us;
 } bench_opts;
@@ -47,6 +47,8 @@ static int usage(void) {
            "  -r N                  repetitions of each test (default 3): mean ± sd\n"
            "  --device D            auto|cpu|cuda|cuda:N (default auto)\n"
            "  --head auto|q8_0      output head as stored, or an int8 copy made at load\n"
+           "  --greedy              tgN samples greedily (argmax), picked where the logits are:\n"
+           "                        on a GPU only the token ids are copied back\n"
            "  --json | --csv        print the result as JSON or CSV instead of a table\n"
            "  --profile             time per operation class (ternary matmuls, output head,\n"
            "                        attention, norms+quant, other, sampling) and its share\n"
@@ -98,6 +100,7 @@ static int flag(bench_opts *o, const char *a) {
     else if (!strcmp(a, "--csv")) o->format = 2;
     else if (!strcmp(a, "--profile")) o->profile = 1;
     else if (!strcmp(a, "--no-probe")) o->probe = 0;
+    else if (!strcmp(a, "--greedy")) o->greedy = 1;
     else if (!strcmp(a, "-q")) o->quiet = 1;
     else return 0;
     return 1;
@@ -151,7 +154,7 @@ static int list_max(const int_list *l) {
     return m;
 }
 
-static void add_rows(bench_result *r, const int_list *lens, int is_gen, int threads, int batch) {
+static void add_rows(bench_result *r, const int_list *lens, int is_gen, int threads, int batch, int greedy) {
     for (int i = 0; i < lens->n; i++) {
         if (lens->v[i] == 0) continue;
         bench_row *w = &r->rows[r->n_rows++];
@@ -163,8 +166,10 @@ static void add_rows(bench_result *r, const int_list *lens, int is_gen, int thre
         w->batch = batch;
         w->status = BENCH_NOT_RUN;
         if (batch > 1)
-            snprintf(w->note, sizeof w->note, "%d sequences: aggregate tok/s%s", batch,
-                     is_gen ? ", latency per step" : "");
+            snprintf(w->note, sizeof w->note, "%d sequences: aggregate tok/s%s%s", batch,
+                     is_gen ? ", latency per step" : "", is_gen && greedy ? ", greedy" : "");
+        else if (is_gen && greedy)
+            snprintf(w->note, sizeof w->note, "greedy");
     }
 }
 
@@ -173,8 +178,8 @@ static int make_rows(bench_result *r, const bench_opts *o) {
     if (!r->rows) return cli_error(CMD, "out of memory"), 0;
     for (int t = 0; t < o->threads.n; t++)
         for (int b = 0; b < o->batch.n; b++) {
-            add_rows(r, &o->pp, 0, o->threads.v[t], o->batch.v[b]);
-            add_rows(r, &o->tg, 1, o->threads.v[t], o->batch.v[b]);
+            add_rows(r, &o->pp, 0, o->threads.v[t], o->batch.v[b], o->greedy);
+            add_rows(r, &o->tg, 1, o->threads.v[t], o->batch.v[b], o->greedy);
         }
     if (!r->n_rows) return cli_error(CMD, "nothing to measure (-p 0 and -n 0)"), 0;
     return 1;
@@ -284,12 +289,15 @@ static int gen_rep(bench_run *b, bench_row *w, double *lat, double *total) {
     for (int i = 0; i < w->n_tokens; i++) {
         if (bench_interrupted()) return i;
         double t0 = bench_now();
-        if (bitnet_eval(b->ctx, &tok, 1, BITNET_LOGITS_LAST, &err) != BITNET_OK)
-            return cli_error(CMD, "%s: %s", w->test, err.message), -1;
+        bitnet_batch one = {1, &tok, NULL, NULL};
+        int32_t pick = -1;
+        bitnet_status rc = b->o->greedy ? bitnet_eval_batch_greedy(b->ctx, &one, &pick, &err)
+                                        : bitnet_eval(b->ctx, &tok, 1, BITNET_LOGITS_LAST, &err);
+        if (rc != BITNET_OK) return cli_error(CMD, "%s: %s", w->test, err.message), -1;
         bench_sleep_us(b->o->delay_us);
         w->slept_s += b->o->delay_us * 1e-6;
         double t1 = bench_now();
-        tok = bitnet_sampler_sample(b->smp, bitnet_get_logits(b->ctx, -1), b->n_vocab);
+        tok = b->o->greedy ? pick : bitnet_sampler_sample(b->smp, bitnet_get_logits(b->ctx, -1), b->n_vocab);
         if (tok < 0) return cli_error(CMD, "sampling failed"), -1;
         bitnet_sampler_accept(b->smp, tok);
         double t2 = bench_now();
@@ -307,10 +315,11 @@ static int gen_rep(bench_run *b, bench_row *w, double *lat, double *total) {
 
 /* Samplers for B sequences: copies of the bench's settings, one per
  * sequence (each keeps its own penalty history). */
-static bitnet_sampler **new_samplers(int n) {
+static bitnet_sampler **new_samplers(int n, int greedy) {
     bitnet_sampler **v = calloc((size_t)n, sizeof *v);
     bitnet_sampler_params sp;
     bitnet_sampler_params_default(&sp);
+    if (greedy) sp.temperature = 0.0f;
     for (int i = 0; v && i < n; i++) {
         sp.seed = 1234 + (uint64_t)i;
         if (bitnet_sampler_new(&sp, &v[i], NULL) != BITNET_OK) {
@@ -330,8 +339,8 @@ static void free_samplers(bitnet_sampler **v, int n) {
 /* One batched generation repetition: n steps, each one bitnet_eval_batch of
  * one token per sequence, then a token sampled for each; lat receives each
  * step's seconds. Returns the steps done, -1 on an error. */
-static int gen_rep_batch(bench_run *b, bench_row *w, bitnet_sampler **smp, int32_t *tok, int32_t *seq, double *lat,
-                         double *total) {
+static int gen_rep_batch(bench_run *b, bench_row *w, bitnet_sampler **smp, int32_t *tok, int32_t *seq, int32_t *pick,
+                         double *lat, double *total) {
     bitnet_error err;
     int B = w->batch;
     clear_all(b->ctx);
@@ -345,13 +354,14 @@ static int gen_rep_batch(bench_run *b, bench_row *w, bitnet_sampler **smp, int32
     for (int i = 0; i < w->n_tokens; i++) {
         if (bench_interrupted()) return i;
         double t0 = bench_now();
-        if (bitnet_eval_batch(b->ctx, &bt, &err) != BITNET_OK)
-            return cli_error(CMD, "%s: %s", w->test, err.message), -1;
+        bitnet_status rc = b->o->greedy ? bitnet_eval_batch_greedy(b->ctx, &bt, pick, &err)
+                                        : bitnet_eval_batch(b->ctx, &bt, &err);
+        if (rc != BITNET_OK) return cli_error(CMD, "%s: %s", w->test, err.message), -1;
         bench_sleep_us(b->o->delay_us * B);
         w->slept_s += b->o->delay_us * B * 1e-6;
         double t1 = bench_now();
         for (int s = 0; s < B; s++) {
-            tok[s] = bitnet_sampler_sample(smp[s], bitnet_get_logits(b->ctx, s), b->n_vocab);
+            tok[s] = b->o->greedy ? pick[s] : bitnet_sampler_sample(smp[s], bitnet_get_logits(b->ctx, s), b->n_vocab);
             if (tok[s] < 0) return cli_error(CMD, "sampling failed"), -1;
             bitnet_sampler_accept(smp[s], tok[s]);
         }
@@ -371,20 +381,22 @@ static int gen_rep_batch(bench_run *b, bench_row *w, bitnet_sampler **smp, int32
 /* Work arrays of a batched tgN: samplers, tokens and sequence ids. */
 typedef struct tg_batch {
     bitnet_sampler **smp;
-    int32_t *tok, *seq;
+    int32_t *tok, *seq, *pick; /* pick: greedy ids of a step */
 } tg_batch;
 
-static int tg_batch_init(tg_batch *t, int B) {
-    t->smp = B > 1 ? new_samplers(B) : NULL;
+static int tg_batch_init(tg_batch *t, int B, int greedy) {
+    t->smp = B > 1 ? new_samplers(B, greedy) : NULL;
     t->tok = malloc((size_t)B * sizeof *t->tok);
     t->seq = malloc((size_t)B * sizeof *t->seq);
-    return (B == 1 || t->smp) && t->tok && t->seq;
+    t->pick = malloc((size_t)B * sizeof *t->pick);
+    return (B == 1 || t->smp) && t->tok && t->seq && t->pick;
 }
 
 static void tg_batch_free(tg_batch *t, int B) {
     free_samplers(t->smp, B);
     free(t->tok);
     free(t->seq);
+    free(t->pick);
 }
 
 /* tgN: N tokens one at a time from an empty cache (at batch B, N steps of
@@ -394,7 +406,7 @@ static int run_tg(bench_run *b, bench_row *w) {
     int reps = b->o->reps, n_lat = 0;
     double tps[MAX_REPS], *lat = malloc((size_t)reps * w->n_tokens * sizeof *lat);
     tg_batch tb;
-    if (!tg_batch_init(&tb, w->batch) || !lat) {
+    if (!tg_batch_init(&tb, w->batch, b->o->greedy) || !lat) {
         tg_batch_free(&tb, w->batch);
         free(lat);
         return cli_error(CMD, "out of memory"), -1;
@@ -404,7 +416,7 @@ static int run_tg(bench_run *b, bench_row *w) {
     w->reps = 0;
     while (w->reps < reps && !partial) {
         double t = 0.0;
-        int n = w->batch > 1 ? gen_rep_batch(b, w, tb.smp, tb.tok, tb.seq, lat + n_lat, &t)
+        int n = w->batch > 1 ? gen_rep_batch(b, w, tb.smp, tb.tok, tb.seq, tb.pick, lat + n_lat, &t)
                              : gen_rep(b, w, lat + n_lat, &t);
         if (n < 0) return tg_batch_free(&tb, w->batch), free(lat), -1;
         n_lat += n;
@@ -627,6 +639,7 @@ static int bench_model(bitnet_model *m, const bench_opts *o) {
     bitnet_sampler_params sp;
     bitnet_sampler_params_default(&sp);
     sp.seed = 1234;
+    if (o->greedy) sp.temperature = 0.0f;
     const bitnet_tokenizer *tok = bitnet_model_tokenizer(m);
     int bos = tok ? bitnet_tokenizer_bos(tok) : -1;
     bench_run b = {o, NULL, NULL, mi.n_vocab, bos >= 0 && bos < mi.n_vocab ? bos : 0, make_ids(r.n_ctx, mi.n_vocab)};

@@ -436,6 +436,11 @@ static void cpu_to_host(bn_backend *be, void *dst, const void *src, size_t n) {
     if (dst != src) memcpy(dst, src, n);
 }
 
+static void cpu_argmax(bn_backend *be, const float *x, int n_rows, int n_cols, int32_t *out_host) {
+    (void)be;
+    for (int r = 0; r < n_rows; r++) out_host[r] = bn_argmax_ref(x + (int64_t)r * n_cols, n_cols);
+}
+
 static void cpu_destroy(bn_backend *be) {
     cpu_backend *c = cpu(be);
     if (c->scratch)
@@ -468,6 +473,7 @@ static const bn_backend_ops cpu_ops = {
     .glu = cpu_glu,
     .add = cpu_add,
     .to_host = cpu_to_host,
+    .argmax = cpu_argmax,
 };
 
 bitnet_status bn_backend_cpu_reserve(bn_backend *be, size_t max_row_floats, bitnet_error *err) {

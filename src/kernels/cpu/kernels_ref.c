@@ -127,6 +127,14 @@ float bn_softmax_exp(float *s, int n) {
     return 1.0f / sum;
 }
 
+int32_t bn_argmax_ref(const float *x, int64_t n) {
+    int32_t best = 0;
+    float bv = isnan(x[0]) ? -INFINITY : x[0];
+    for (int64_t i = 1; i < n; i++)
+        if (x[i] > bv) bv = x[i], best = (int32_t)i; /* a NaN compares false: never picked */
+    return best;
+}
+
 /* Scores of every row (rows × n, n rounded up to 8 for the SIMD tiles), a
  * transposed block of 8 keys and a block of values converted to f32. */
 size_t bn_attend_tile_scratch(int rows, int n, int hd) {

@@ -61,6 +61,11 @@ void bn_attend_tile_ref(const float *q, int64_t ldq, int G, int nt, int n0, int 
  * softmax step of every attention path, so that they agree. */
 float bn_softmax_exp(float *s, int n);
 
+/* The index of the largest of x[0..n) (n >= 1): NaN counts as -inf and the
+ * lowest index wins ties, so it is the greedy sampler's pick (0 when every
+ * entry is NaN or -inf). The backends' argmax op follows it. */
+int32_t bn_argmax_ref(const float *x, int64_t n);
+
 /* The scalar level's ternary kernel: the reference's integers, computed a
  * 32-byte block at a time (portable C, no per-weight index arithmetic). */
 void bn_ternary_gemm_scalar(const bn_ternary *w, int64_t r0, int64_t r1, const bn_qact *a, int n_tok, float *y,

@@ -26,14 +26,19 @@
  * step use programmatic dependent launch on compute capability 9.0+ (see
  * cuda_common.cuh): each kernel is scheduled while the previous one runs, and
  * the GEMVs load their weights before waiting for it.
- * Steps of several tokens (prompts) run eagerly, op by op.
+ * Steps of several tokens (prompts, batches) are recorded as well and run
+ * at flush with the fusions that apply to them (RMSNorm + quantization,
+ * q/k/v and gate/up in one launch, the residual adds in the matmuls' stores,
+ * GLU + sub-norm + quantization, RoPE + KV store), launched directly: their
+ * shapes change every step, so no graph.
  *
- * States (per backend):  idle --embed(n_tok = 1)--> recording
- *                        recording --to_host / free / next embed--> idle (flush)
+ * States (per backend):  idle --embed--> recording (rec_multi: n_tok > 1)
+ *                        recording --to_host / argmax / free / next embed--> idle (flush)
  * Environment: BITNET_CUDA_GRAPH=0 disables graphs (the recorded step then
  * runs its fused kernels directly); BITNET_CUDA_PDL=0 disables programmatic
  * dependent launch; BITNET_CUDA_FUSE=0 disables the decode fusions (the
  * previous kernels: separate norms, attention in three launches);
+ * BITNET_CUDA_FUSE_MULTI=0 runs steps of several tokens op by op, unfused;
  * BITNET_CUDA_PROFILE=1 times every launch (without graphs or PDL) and prints
  * GPU time per kind of launch when the backend is destroyed. */
 #include <cuda_runtime.h>
@@ -56,7 +61,8 @@ extern "C" {
 
 /* ------------------------------------------------------------- records -- */
 
-enum op_kind { OP_EMBED, OP_RMSNORM, OP_QUANTIZE, OP_TERNARY, OP_DENSE, OP_ROPE, OP_ATTN, OP_GLU, OP_ADD };
+enum op_kind { OP_EMBED, OP_RMSNORM, OP_QUANTIZE, OP_TERNARY, OP_DENSE, OP_ROPE, OP_ATTN, OP_GLU, OP_ADD, OP_ROPE_B,
+               OP_ATTN_B };
 
 /* One op's arguments. Zeroed before filling, so that records compare with
  * memcmp. The step's position and token are kept apart (they change every
@@ -72,6 +78,7 @@ struct op_rec {
     bn_qact qa;
     bn_kv_layer kv;
     bn_attn_shape s;
+    const int32_t *d_pos, *d_seq; /* multi-sequence ops: per-token positions, sequences (device) */
     int pos0, pad2; /* last: not compared (a replayed graph reads it from device memory) */
 };
 
@@ -95,12 +102,14 @@ struct model_entry {
 
 /* Profile labels (BITNET_CUDA_PROFILE=1): GPU time per kind of launch. */
 enum prof_label { P_EMBED, P_NORM, P_NORM_Q, P_QUANT, P_TERN, P_TERN_ADD, P_TERN2, P_TERN3, P_DENSE, P_ROPE, P_ATTN,
-                  P_GLU, P_ADD, P_GLU_Q, P_ROPE_ATTN, P_PRO1, P_PRO_ADD, P_PRO2, P_PRO3, P_ATTN_DEC, P_N };
+                  P_GLU, P_ADD, P_GLU_Q, P_ROPE_ATTN, P_PRO1, P_PRO_ADD, P_PRO2, P_PRO3, P_ATTN_DEC, P_ROPE_B,
+                  P_ATTN_B, P_ROPE_ATTN_B, P_N };
 static const char *prof_names[P_N] = {"embed", "rmsnorm", "rmsnorm+quantize", "quantize", "ternary", "ternary+add",
                                       "ternary x2", "ternary x3", "dense head", "rope", "attention", "glu", "add",
                                       "glu(+norm)+quantize", "rope+kv+attention", "[norm]+ternary",
                                       "[norm]+ternary+add", "[norm]+ternary x2", "[norm]+ternary x3",
-                                      "decode attention"};
+                                      "decode attention", "rope (batch)", "attention (batch)",
+                                      "rope+kv+attention (batch)"};
 
 /* thread_local flag of cuda_common.cuh: launches use PDL while it is set. */
 thread_local int bn_k_pdl = 0;
@@ -121,14 +130,18 @@ struct cuda_backend {
     int *d_cnt;         /* decode attention counters (zero between launches) */
     int pdl;            /* programmatic dependent launch in recorded steps */
     int fuse;           /* decode fusions: norm prologues in the GEMV, one-launch attention */
+    int fuse_multi;     /* steps of several tokens recorded and fused (else run op by op) */
     int32_t *d_tokens;
     int tok_cap;
     float *ws;          /* attention chunks */
     size_t ws_floats;
-    void *pinned;       /* staging for to_host */
+    void *pinned;       /* staging for to_host and argmax */
     size_t pinned_cap;
-    /* recording and graphs */
-    int use_graph, recording, rec_pos0, rec_token, rec_pos_set, rec_uniform;
+    int32_t *d_argmax;  /* argmax results, argmax_cap rows */
+    int argmax_cap;
+    /* recording and graphs; rec_multi: the step being recorded has several
+     * tokens (run at flush, fused, never as a graph) */
+    int use_graph, recording, rec_multi, rec_pos0, rec_token, rec_pos_set, rec_uniform;
     op_rec *recs;
     int n_recs, cap_recs;
     cudaGraphExec_t gexec;
@@ -564,6 +577,32 @@ static int run_op(cuda_backend *c, const op_rec *r, int avail, int graph, const 
         return 1;
     }
     case OP_ADD: *label = P_ADD; check(c, bn_k_add(st, r->y, r->x, r->n), "add"); return 1;
+    case OP_ROPE_B: {
+        /* rope(q), rope(k), attention(q, k, v) of a multi-sequence step: one
+         * launch rotates both and fills the caches, then the attention. */
+        const op_rec *rk = avail > 2 ? r + 1 : NULL, *ra = avail > 2 ? r + 2 : NULL;
+        if (rk && rk->kind == OP_ROPE_B && ra->kind == OP_ATTN_B && ra->x == r->y && ra->z == rk->y &&
+            rk->n_tok == r->n_tok && ra->n_tok == r->n_tok && r->head_dim == ra->s.head_dim &&
+            rk->head_dim == r->head_dim && r->n_head == ra->s.n_head && rk->n_head == ra->s.n_head_kv &&
+            rk->theta == r->theta && rk->neox == r->neox && rk->d_pos == r->d_pos && ra->d_pos == r->d_pos) {
+            *label = P_ROPE_ATTN_B;
+            check(c,
+                  bn_k_rope_attention_batch(st, &ra->kv, ra->n, &ra->s, r->y, rk->y, (const float *)ra->w, r->n_tok,
+                                            ra->d_seq, ra->d_pos, r->theta, r->neox, ra->y),
+                  "rope+attention (batch)");
+            return 3;
+        }
+    }
+        *label = P_ROPE_B;
+        check(c, bn_k_rope_batch(st, r->y, r->n_tok, r->n_head, r->head_dim, r->d_pos, r->theta, r->neox),
+              "rope (batch)");
+        return 1;
+    case OP_ATTN_B:
+        *label = P_ATTN_B;
+        check(c, bn_k_attention_batch(st, &r->kv, r->n, &r->s, r->x, r->z, (const float *)r->w, r->n_tok, r->d_seq,
+                                      r->d_pos, r->y),
+              "attention (batch)");
+        return 1;
     }
     return 1;
 }
@@ -578,8 +617,9 @@ static int run_one(cuda_backend *c, const op_rec *r, int avail, int graph, const
     if (check(c, cudaEventRecord(c->ev1, c->stream), "cudaEventRecord") &&
         check(c, cudaEventSynchronize(c->ev1), "cudaEventSynchronize") &&
         check(c, cudaEventElapsedTime(&ms, c->ev0, c->ev1), "cudaEventElapsedTime")) {
-        c->prof_ms[r->n_tok > 1][label] += ms;
-        c->prof_n[r->n_tok > 1][label]++;
+        int multi = c->rec_multi || r->n_tok > 1; /* a GLU or add record has no n_tok */
+        c->prof_ms[multi][label] += ms;
+        c->prof_n[multi][label]++;
     }
     return used;
 }
@@ -598,10 +638,13 @@ static void print_profile(const cuda_backend *c) {
     }
 }
 
-/* Runs a recorded step (with programmatic dependent launch when enabled). */
+/* Runs a recorded step (with programmatic dependent launch when enabled).
+ * The embedding reads its tokens from d_params (one-token steps: the
+ * token a graph replay is given) or d_tokens (several). */
 static void run_list(cuda_backend *c, const op_rec *r, int n, int graph) {
+    const int32_t *tokens = c->rec_multi ? c->d_tokens : c->d_params + 1;
     bn_k_pdl = c->pdl;
-    for (int i = 0; i < n && !c->failed;) i += run_one(c, r + i, n - i, graph, c->d_params + 1);
+    for (int i = 0; i < n && !c->failed;) i += run_one(c, r + i, n - i, graph, tokens);
     bn_k_pdl = 0;
 }
 
@@ -659,6 +702,10 @@ static void flush(cuda_backend *c) {
     c->recording = 0;
     if (c->failed) return;
     check(c, cudaSetDevice(c->device), "cudaSetDevice");
+    if (c->rec_multi) { /* several tokens: the fusions, launched directly */
+        run_list(c, c->recs, c->n_recs, 0);
+        return;
+    }
     int params[2] = {c->rec_pos0, c->rec_token};
     /* From pageable memory: the call returns once `params` has been consumed. */
     if (!check(c, cudaMemcpyAsync(c->d_params, params, sizeof params, cudaMemcpyHostToDevice, c->stream),
@@ -739,12 +786,13 @@ static void cu_embed(bn_backend *be, const bn_dense *emb, const int32_t *tokens,
     if (c->failed || !need_dev(c, emb->dev, "the token embedding")) return;
     op_rec r = new_rec(OP_EMBED);
     r.w = emb->dev, r.n_tok = n_tok, r.dim = (int)emb->cols, r.y = x;
+    c->n_recs = 0;
+    c->rec_pos_set = 0;
+    c->rec_pos0 = 0;
+    c->rec_uniform = 1;
+    c->rec_multi = n_tok > 1;
     if (n_tok == 1) {
         c->recording = 1;
-        c->n_recs = 0;
-        c->rec_pos_set = 0;
-        c->rec_pos0 = 0;
-        c->rec_uniform = 1;
         c->rec_token = tokens[0];
         submit(c, &r, -1);
         return;
@@ -763,6 +811,11 @@ static void cu_embed(bn_backend *be, const bn_dense *emb, const int32_t *tokens,
                                   c->stream),
                "cudaMemcpyAsync (tokens)"))
         return;
+    /* Recorded too, so that flush can fuse (norm + quantization, q/k/v in
+     * one launch, the residual adds into the matmuls, ...). The copies a
+     * step stages (tokens, batch positions) are enqueued at once, ahead of
+     * the step's kernels, behind every earlier step's: stream order holds. */
+    c->recording = c->fuse_multi;
     submit(c, &r, -1);
 }
 
@@ -810,10 +863,11 @@ static void cu_attention(bn_backend *be, const bn_kv_layer *kv, const bn_attn_sh
     if (!bn_k_attention_supported(s->head_dim) || s->n_head % s->n_head_kv)
         return fail_msg(c, "attention with head_dim %d and %d/%d heads is not supported", s->head_dim, s->n_head,
                         s->n_head_kv);
-    int len = c->recording ? s->n_ctx : pos0 + n_tok, n_split, split_len;
+    int graph = c->recording && !c->rec_multi; /* a one-token step may become a graph: any position */
+    int len = graph ? s->n_ctx : pos0 + n_tok, n_split, split_len;
     attn_split(c, s, len, n_tok, &n_split, &split_len);
     size_t need = (size_t)n_tok * n_split * s->n_head * (s->head_dim + 2);
-    if (c->recording && c->fuse) {
+    if (graph && c->fuse) {
         size_t dec = bn_k_attention_decode_ws(s, len);
         if (dec > need) need = dec;
     }
@@ -884,26 +938,39 @@ static int begin_eager(cuda_backend *c) {
     return !c->failed && check(c, cudaSetDevice(c->device), "cudaSetDevice");
 }
 
+/* Batch ops: recorded when a step of several tokens is being recorded (the
+ * usual case: bn_forward_batch starts with the embedding), else run now.
+ * The positions are staged at once either way (see cu_embed). */
+static int batch_op_ready(cuda_backend *c) {
+    if (c->recording && c->rec_multi) return !c->failed;
+    return begin_eager(c);
+}
+
 static void cu_rope_batch(bn_backend *be, float *x, int n_tok, int n_head, int head_dim, const int32_t *pos,
                           float theta, int neox) {
     cuda_backend *c = cb_of(be);
     const int32_t *d_pos;
-    if (!begin_eager(c) || !stage_batch(c, pos, NULL, n_tok, &d_pos, NULL)) return;
-    check(c, bn_k_rope_batch(c->stream, x, n_tok, n_head, head_dim, d_pos, theta, neox), "rope (batch)");
+    if (!batch_op_ready(c) || !stage_batch(c, pos, NULL, n_tok, &d_pos, NULL)) return;
+    op_rec r = new_rec(OP_ROPE_B);
+    r.y = x, r.n_tok = n_tok, r.n_head = n_head, r.head_dim = head_dim, r.d_pos = d_pos, r.theta = theta;
+    r.neox = neox;
+    submit(c, &r, -1);
 }
 
 static void cu_attention_batch(bn_backend *be, const bn_kv_layer *kv, int64_t seq_stride, const bn_attn_shape *s,
                                const float *q, const float *k, const float *v, int n_tok, const int32_t *seq,
                                const int32_t *pos, float *out) {
     cuda_backend *c = cb_of(be);
-    if (!begin_eager(c)) return;
+    if (!batch_op_ready(c)) return;
     if (!bn_k_attention_supported(s->head_dim) || s->head_dim > 256 || s->n_head % s->n_head_kv)
         return fail_msg(c, "batched attention with head_dim %d and %d/%d heads is not supported", s->head_dim,
                         s->n_head, s->n_head_kv);
     const int32_t *d_pos, *d_seq;
     if (!stage_batch(c, pos, seq, n_tok, &d_pos, &d_seq)) return;
-    check(c, bn_k_attention_batch(c->stream, kv, seq_stride, s, q, k, v, n_tok, d_seq, d_pos, out),
-          "attention (batch)");
+    op_rec r = new_rec(OP_ATTN_B);
+    r.kv = *kv, r.n = seq_stride, r.s = *s, r.x = q, r.z = k, r.w = v, r.n_tok = n_tok, r.d_seq = d_seq;
+    r.d_pos = d_pos, r.y = out;
+    submit(c, &r, -1);
 }
 
 static void cu_glu(bn_backend *be, float *g, const float *u, int64_t n, bn_glu_act act) {
@@ -989,6 +1056,33 @@ static void cu_to_host(bn_backend *be, void *dst, const void *src, size_t n) {
     if (c->failed) memset(dst, 0xff, n); /* NaN floats: a failed step never looks like a result */
 }
 
+static int ensure_argmax(cuda_backend *c, int n_rows) {
+    if (n_rows <= c->argmax_cap) return 1;
+    if (c->d_argmax && !check(c, cudaFree(c->d_argmax), "cudaFree")) return 0; /* cudaFree waits for the device */
+    c->d_argmax = NULL;
+    c->argmax_cap = 0;
+    if (!check(c, cudaMalloc((void **)&c->d_argmax, (size_t)n_rows * sizeof(int32_t)), "cudaMalloc (argmax)"))
+        return 0;
+    c->argmax_cap = n_rows;
+    return 1;
+}
+
+static void cu_argmax(bn_backend *be, const float *x, int n_rows, int n_cols, int32_t *out_host) {
+    cuda_backend *c = cb_of(be);
+    size_t bytes = (size_t)n_rows * sizeof(int32_t);
+    flush(c); /* a recorded decode step: its head writes x */
+    if (n_rows > 0 && !c->failed && check(c, cudaSetDevice(c->device), "cudaSetDevice") &&
+        ensure_argmax(c, n_rows) && check(c, bn_k_argmax(c->stream, x, n_rows, n_cols, c->d_argmax), "argmax")) {
+        /* A few bytes: through the staging block when there is one, else straight (pageable). */
+        void *dst = ensure_pinned(c, bytes) ? c->pinned : (void *)out_host;
+        if (check(c, cudaMemcpyAsync(dst, c->d_argmax, bytes, cudaMemcpyDeviceToHost, c->stream), "cudaMemcpyAsync") &&
+            check(c, cudaStreamSynchronize(c->stream), "cudaStreamSynchronize") && dst != (void *)out_host)
+            memcpy(out_host, dst, bytes);
+    }
+    if (c->failed)
+        for (int r = 0; r < n_rows; r++) out_host[r] = -1;
+}
+
 static void cu_destroy(bn_backend *be) {
     cuda_backend *c = cb_of(be);
     if (!c) return;
@@ -1006,6 +1100,7 @@ static void cu_destroy(bn_backend *be) {
     cudaFree(c->d_tokens);
     cudaFree(c->ws);
     if (c->pinned) cudaFreeHost(c->pinned);
+    cudaFree(c->d_argmax);
     cudaFree(c->d_batch);
     if (c->h_batch) cudaFreeHost(c->h_batch);
     free(c->batch_shadow);
@@ -1049,6 +1144,7 @@ static bn_backend_ops make_ops(void) {
     o.glu = cu_glu;
     o.add = cu_add;
     o.to_host = cu_to_host;
+    o.argmax = cu_argmax;
     o.status = cu_status;
     return o;
 }
@@ -1107,6 +1203,8 @@ extern "C" bitnet_status bn_backend_cuda_create(bn_backend **out, int device, bi
     const char *pd = getenv("BITNET_CUDA_PDL"), *fu = getenv("BITNET_CUDA_FUSE");
     c->pdl = !(pd && !strcmp(pd, "0"));
     c->fuse = !(fu && !strcmp(fu, "0"));
+    const char *fm = getenv("BITNET_CUDA_FUSE_MULTI");
+    c->fuse_multi = !(fm && !strcmp(fm, "0"));
     if (c->prof) c->use_graph = 0, c->pdl = 0; /* launches are timed one by one */
     bitnet_status rc = init_device(c, err);
     if (!rc && c->prof &&

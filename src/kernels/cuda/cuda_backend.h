@@ -73,8 +73,10 @@ bitnet_status bn_cuda_copy_to_device(bn_backend *be, void *dst, const void *src,
  * Ternary variant: 0 = the backend's kernel (bn_k_ternary: GEMV up to 8
  * tokens, else the GEMM with the tile chosen by shape, all n_mat matrices
  * in one launch); 1 = the previous GEMM (128x64 tiles, one launch per
- * matrix); 2..5 = the new GEMM with tile 128x64, 64x64, 128x32, 64x32
- * (rows x tokens). n_mat <= 3 matrices of `cols` inputs share a.
+ * matrix); 2..(1 + bn_cuda_kernel_ternary_tiles()) = the new GEMM with tile
+ * 1.. forced: 128x64, 64x64, 128x32, 64x32 (rows x tokens), the same four
+ * with 2 k-groups of warps, then 128x32, 64x64, 64x32 with 4 k-groups
+ * (kernels_ternary_mma.cu). n_mat <= 3 matrices of `cols` inputs share a.
  * Dense variant: 0 = as the backend (the tensor-core GEMM when
  * n_tok >= 8 and the type and shape allow, else the GEMV); 1 = the GEMV;
  * 2 = the GEMM (fails when not applicable). scratch: the GEMM's f16
@@ -85,8 +87,10 @@ int bn_cuda_kernel_dense(int variant, uint32_t type, const void *w, uint64_t row
                          const float *x, int n_tok, float *y, void *scratch, size_t scratch_bytes, int reps,
                          float *ms);
 size_t bn_cuda_kernel_dense_scratch(int n_tok, int cols);
-/* The tile (1..4 as above) bn_k_ternary's GEMM picks for these shapes. */
+/* The tile (1.. as above) bn_k_ternary's GEMM picks for these shapes. */
 int bn_cuda_kernel_ternary_tile(int n_mat, const int *rows, int n_tok);
+/* The number of GEMM tiles (variants 2..1 + this). */
+int bn_cuda_kernel_ternary_tiles(void);
 
 /* cuda_model.c: uploads every weight of m (prepare_model of the ops table). */
 bitnet_status bn_cuda_prepare_model(bn_backend *be, struct bitnet_model *m, bitnet_error *err);

@@ -98,6 +98,8 @@ cudaError_t bn_k_rope(cudaStream_t st, float *x, int n_tok, int n_head, int head
                       int neox);
 cudaError_t bn_k_glu(cudaStream_t st, float *g, const float *u, int64_t n, int act);
 cudaError_t bn_k_add(cudaStream_t st, float *x, const float *y, int64_t n);
+/* out[r] = argmax of row r of x ([n_rows x n_cols]), bn_argmax_ref's rule. */
+cudaError_t bn_k_argmax(cudaStream_t st, const float *x, int n_rows, int n_cols, int32_t *out);
 
 /* Attention over an f16 KV cache. Stores k, v at positions pos.. then, for
  * each token t, attends over positions 0..pos+t split into n_split chunks of
@@ -134,5 +136,10 @@ cudaError_t bn_k_rope_batch(cudaStream_t st, float *x, int n_tok, int n_head, in
 cudaError_t bn_k_attention_batch(cudaStream_t st, const bn_kv_layer *kv, int64_t seq_stride, const bn_attn_shape *s,
                                  const float *q, const float *k, const float *v, int n_tok, const int32_t *seq,
                                  const int32_t *pos, float *out);
+/* RoPE of q and k at pos[t] (in place, k_rope_batch's arithmetic), the
+ * store of k and v, and the attention, as bn_k_attention_batch. */
+cudaError_t bn_k_rope_attention_batch(cudaStream_t st, const bn_kv_layer *kv, int64_t seq_stride,
+                                      const bn_attn_shape *s, float *q, float *k, const float *v, int n_tok,
+                                      const int32_t *seq, const int32_t *pos, float theta, int neox, float *out);
 
 #endif

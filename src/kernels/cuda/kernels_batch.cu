@@ -6,6 +6,7 @@
  * f16 layout.
  * 1. k_rope_batch: RoPE of token t at pos[t] (the arithmetic of k_rope).
  * 2. k_kv_store_batch: token t's keys and values at (seq[t], pos[t]).
+ *    k_rope_kv_store_batch: both in one launch for the q and k of a step.
  * 3. k_attn_batch: block (token t, KV head, chunk of up to KB_GROUP of the
  *    query heads sharing that KV head) attends over positions 0..pos[t] of
  *    its sequence in tiles of KB_TILE positions: the tile's keys are staged
@@ -13,15 +14,16 @@
  *    all the block's heads, where one block per query head read it G
  *    times), scores are one key per thread pair against every head's query,
  *    an online softmax per head runs in one warp per head, and P·V reads the
- *    values straight from global memory (coalesced along head_dim), the
- *    positions split over thread slices that are summed at the end. Decode
- *    steps of many short sequences are bound by reading K and V once.
+ *    values straight from global memory (coalesced along head_dim, 4 columns
+ *    per thread), the positions split over thread slices that are summed at
+ *    the end.
  */
 #include <cuda_fp16.h>
 #include <math.h>
 
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_kernels.cuh"
+#include "kernels/cuda/cuda_mma.cuh"
 
 #define KB_THREADS 128 /* 4 warps */
 #define KB_GROUP 4     /* query heads per block: one softmax warp each */
@@ -57,12 +59,52 @@ __global__ void k_kv_store_batch(const float *k, const float *v, __half *K, __ha
     }
 }
 
+/* RoPE of q and k at pos[t] and the store of k, v at (seq[t], pos[t]) in one
+ * launch: block (token t, head h) rotates query head h (h < n_head) or key
+ * head h - n_head, which it also stores with its value row. The arithmetic
+ * of k_rope_batch followed by k_kv_store_batch, so the same bits. */
+__global__ void k_rope_kv_store_batch(float *q, float *k, const float *v, __half *K, __half *V, int n_head, int n_kv,
+                                      int n_ctx, int hd, const int32_t *seq, const int32_t *pos, int64_t seq_stride,
+                                      float theta, int neox) {
+    pdl_wait();
+    pdl_launch();
+    int t = blockIdx.x, h = blockIdx.y, i = threadIdx.x, half = hd / 2;
+    if (i >= half) return;
+    int p = pos[t];
+    double ang = (double)p * pow((double)theta, -2.0 * i / hd);
+    float cs = (float)cos(ang), sn = (float)sin(ang);
+    int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
+    int is_k = h >= n_head, hh = is_k ? h - n_head : h;
+    float *row = is_k ? k + ((size_t)t * n_kv + hh) * hd : q + ((size_t)t * n_head + hh) * hd;
+    float x0 = row[a], x1 = row[b];
+    float y0 = __fsub_rn(__fmul_rn(x0, cs), __fmul_rn(x1, sn)), y1 = __fadd_rn(__fmul_rn(x0, sn), __fmul_rn(x1, cs));
+    row[a] = y0, row[b] = y1;
+    if (!is_k) return;
+    size_t dst = (size_t)seq[t] * (size_t)seq_stride + ((size_t)hh * n_ctx + (size_t)p) * hd;
+    const float *vr = v + ((size_t)t * n_kv + hh) * hd;
+    K[dst + a] = __float2half_rn(y0), K[dst + b] = __float2half_rn(y1);
+    V[dst + a] = __float2half_rn(vr[a]), V[dst + b] = __float2half_rn(vr[b]);
+}
+
 /* Shared memory of k_attn_batch for head_dim hd (bytes): the staged keys,
- * the block's queries, the tile's scores and the slices' partial outputs. */
+ * the block's queries (KB_GROUP heads, zero past the block's own), the
+ * tile's scores [head][position], the weights [position][head] and the
+ * slices' partial outputs (KB_THREADS / (hd / 4) slices). */
 static size_t kb_smem(int hd) {
     return (size_t)KB_TILE * (hd + KB_KPAD) * sizeof(__half) +
-           ((size_t)KB_GROUP * hd + KB_GROUP * KB_TILE + (size_t)KB_THREADS * 2 * KB_GROUP) * sizeof(float);
+           ((size_t)KB_GROUP * hd + 2 * KB_GROUP * KB_TILE + (size_t)KB_THREADS * 4 * KB_GROUP) * sizeof(float);
 }
+
+/* Latency, not bandwidth, bounds this kernel (a decode step of 256
+ * sequences reads ~86 MB per layer, 29 us at 3 TB/s; the first version took
+ * 113 us, mostly waiting on loads): so the next tile's keys are fetched with
+ * cp.async into the key buffer as soon as the scores have read it (they land
+ * during the softmax and P·V), each thread's values of the tile are loaded
+ * into registers before the scores (up to KB_VPF rows; any more are read in
+ * the P·V loop), every head of the group is computed branch-free (missing
+ * heads have zero queries), and queries and weights are read from shared
+ * memory 4 floats at a time, each P·V thread owning 4 columns. */
+#define KB_VPF 8 /* value rows prefetched per thread and tile */
 
 __global__ void __launch_bounds__(KB_THREADS)
     k_attn_batch(const float *q, const __half *K, const __half *V, int n_head, int n_kv, int n_ctx, int hd,
@@ -71,8 +113,9 @@ __global__ void __launch_bounds__(KB_THREADS)
     const int ks = hd + KB_KPAD; /* staged key row stride (halfs) */
     __half *sk = (__half *)kb_sh;
     float *sq = (float *)(sk + (size_t)KB_TILE * ks); /* [KB_GROUP][hd], scaled by 1/sqrt(hd) */
-    float *sp = sq + KB_GROUP * hd;                  /* [KB_GROUP][KB_TILE]: scores, then weights */
-    float *sred = sp + KB_GROUP * KB_TILE;           /* [slice][g][hd] partial outputs */
+    float *sp = sq + KB_GROUP * hd;                  /* [KB_GROUP][KB_TILE]: scores */
+    float *sw = sp + KB_GROUP * KB_TILE;             /* [KB_TILE][KB_GROUP]: weights */
+    float *sred = sw + KB_GROUP * KB_TILE;           /* [slice][g][hd] partial outputs */
     __shared__ float s_m[KB_GROUP], s_l[KB_GROUP], s_corr[KB_GROUP];
     pdl_wait();
     pdl_launch();
@@ -81,51 +124,77 @@ __global__ void __launch_bounds__(KB_THREADS)
     const int n = pos[t] + 1;
     const size_t base = (size_t)seq[t] * (size_t)seq_stride + (size_t)hk * n_ctx * hd;
     const __half *Kh = K + base, *Vh = V + base;
-    const float inv_sqrt = 1.0f / sqrtf((float)hd);
-    for (int i = tid; i < gc * hd; i += KB_THREADS) sq[i] = q[((size_t)t * n_head + h0) * hd + i] * inv_sqrt;
-    if (tid < KB_GROUP) s_m[tid] = -INFINITY, s_l[tid] = 0.0f;
-    /* P·V mapping: thread = (slice j, column pair c); hd / 2 <= KB_THREADS. */
-    const int npair = hd / 2, nsl = KB_THREADS / npair, j = tid / npair, c = tid % npair;
-    float acc[KB_GROUP][2];
-    for (int g = 0; g < KB_GROUP; g++) acc[g][0] = acc[g][1] = 0.0f;
     const int nch = hd / 8; /* 16-byte chunks per key row */
+    auto fetch_keys = [&](int p0) {
+        int np = min(KB_TILE, n - p0);
+        for (int i = tid; i < np * nch; i += KB_THREADS) {
+            int r = i / nch, ch = i - r * nch;
+            bn_cp_async16(sk + (size_t)r * ks + ch * 8, Kh + (size_t)(p0 + r) * hd + ch * 8, true);
+        }
+        bn_cp_async_commit();
+    };
+    fetch_keys(0);
+    const float inv_sqrt = 1.0f / sqrtf((float)hd);
+    for (int i = tid; i < KB_GROUP * hd; i += KB_THREADS)
+        sq[i] = i < gc * hd ? q[((size_t)t * n_head + h0) * hd + i] * inv_sqrt : 0.0f;
+    if (tid < KB_GROUP) s_m[tid] = -INFINITY, s_l[tid] = 0.0f;
+    /* P·V mapping: thread = (slice j, column quad c); hd / 4 <= KB_THREADS. */
+    const int nquad = hd / 4, nsl = KB_THREADS / nquad, j = tid / nquad, c = tid % nquad;
+    float acc[KB_GROUP][4];
+#pragma unroll
+    for (int g = 0; g < KB_GROUP; g++) acc[g][0] = acc[g][1] = acc[g][2] = acc[g][3] = 0.0f;
     for (int p0 = 0; p0 < n; p0 += KB_TILE) {
         const int np = min(KB_TILE, n - p0);
-        __syncthreads(); /* the previous tile's keys and weights are no longer read */
-        for (int i = tid; i < np * nch; i += KB_THREADS) {
-            int r = i / nch, ch = i % nch;
-            *(uint4 *)(sk + (size_t)r * ks + ch * 8) = *(const uint4 *)(Kh + (size_t)(p0 + r) * hd + ch * 8);
+        bn_cp_async_wait<0>();
+        __syncthreads(); /* this tile's keys landed; the previous tile's weights are no longer read */
+        uint2 vpf[KB_VPF];
+#pragma unroll
+        for (int u = 0; u < KB_VPF; u++) {
+            int r = j + u * nsl;
+            if (j < nsl && r < np) vpf[u] = *(const uint2 *)(Vh + (size_t)(p0 + r) * hd + 4 * c);
         }
-        __syncthreads();
         { /* scores: key r = tid / 2; the pair splits its 16-byte chunks */
             int r = tid >> 1, hf = tid & 1;
             float d[KB_GROUP];
+#pragma unroll
             for (int g = 0; g < KB_GROUP; g++) d[g] = 0.0f;
             if (r < np)
                 for (int ch = hf; ch < nch; ch += 2) {
                     uint4 raw = *(const uint4 *)(sk + (size_t)r * ks + ch * 8);
                     const __half2 *k2 = (const __half2 *)&raw;
+                    float kf[8];
+#pragma unroll
                     for (int u = 0; u < 4; u++) {
-                        float2 kf = __half22float2(k2[u]);
-                        int e = ch * 8 + 2 * u;
-                        for (int g = 0; g < KB_GROUP; g++)
-                            if (g < gc) d[g] = fmaf(sq[g * hd + e], kf.x, fmaf(sq[g * hd + e + 1], kf.y, d[g]));
+                        float2 f = __half22float2(k2[u]);
+                        kf[2 * u] = f.x, kf[2 * u + 1] = f.y;
+                    }
+#pragma unroll
+                    for (int g = 0; g < KB_GROUP; g++) {
+                        const float4 *qa = (const float4 *)(sq + g * hd + ch * 8);
+                        float4 x0 = qa[0], x1 = qa[1];
+                        float e = d[g];
+                        e = fmaf(x0.x, kf[0], e), e = fmaf(x0.y, kf[1], e), e = fmaf(x0.z, kf[2], e);
+                        e = fmaf(x0.w, kf[3], e), e = fmaf(x1.x, kf[4], e), e = fmaf(x1.y, kf[5], e);
+                        e = fmaf(x1.z, kf[6], e), e = fmaf(x1.w, kf[7], e);
+                        d[g] = e;
                     }
                 }
+#pragma unroll
             for (int g = 0; g < KB_GROUP; g++) {
                 float v = d[g] + __shfl_xor_sync(0xffffffffu, d[g], 1);
                 if (hf == 0 && r < KB_TILE) sp[g * KB_TILE + r] = r < np ? v : -INFINITY;
             }
         }
-        __syncthreads();
-        if (w < gc) { /* online softmax of head w over this tile */
+        __syncthreads(); /* scores written; the key buffer is free */
+        if (p0 + KB_TILE < n) fetch_keys(p0 + KB_TILE);
+        if (w < KB_GROUP) { /* online softmax of head w over this tile (heads past gc: harmless zeros) */
             float mx = -INFINITY;
             for (int r = lane; r < KB_TILE; r += 32) mx = fmaxf(mx, sp[w * KB_TILE + r]);
             for (int o = 16; o; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
             float m_old = s_m[w], m_new = fmaxf(m_old, mx), sum = 0.0f;
             for (int r = lane; r < KB_TILE; r += 32) {
                 float e = r < np ? expf(sp[w * KB_TILE + r] - m_new) : 0.0f;
-                sp[w * KB_TILE + r] = e;
+                sw[r * KB_GROUP + w] = e;
                 sum += e;
             }
             for (int o = 16; o; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
@@ -136,24 +205,33 @@ __global__ void __launch_bounds__(KB_THREADS)
         }
         __syncthreads();
         if (j < nsl) {
-            for (int g = 0; g < KB_GROUP; g++) /* g < gc: constant indices keep acc in registers */
-                if (g < gc) acc[g][0] *= s_corr[g], acc[g][1] *= s_corr[g];
-            for (int r = j; r < np; r += nsl) {
-                float2 vf = __half22float2(*(const __half2 *)(Vh + (size_t)(p0 + r) * hd + 2 * c));
-                for (int g = 0; g < KB_GROUP; g++)
-                    if (g < gc) {
-                        float pw = sp[g * KB_TILE + r];
-                        acc[g][0] = fmaf(pw, vf.x, acc[g][0]), acc[g][1] = fmaf(pw, vf.y, acc[g][1]);
-                    }
+#pragma unroll
+            for (int g = 0; g < KB_GROUP; g++) {
+                float cr = s_corr[g];
+                acc[g][0] *= cr, acc[g][1] *= cr, acc[g][2] *= cr, acc[g][3] *= cr;
             }
+            auto pv = [&](int r, uint2 raw) {
+                float2 v01 = __half22float2(*(const __half2 *)&raw.x), v23 = __half22float2(*(const __half2 *)&raw.y);
+                float4 pw = *(const float4 *)(sw + r * KB_GROUP);
+                float pg[KB_GROUP] = {pw.x, pw.y, pw.z, pw.w};
+#pragma unroll
+                for (int g = 0; g < KB_GROUP; g++) {
+                    acc[g][0] = fmaf(pg[g], v01.x, acc[g][0]), acc[g][1] = fmaf(pg[g], v01.y, acc[g][1]);
+                    acc[g][2] = fmaf(pg[g], v23.x, acc[g][2]), acc[g][3] = fmaf(pg[g], v23.y, acc[g][3]);
+                }
+            };
+#pragma unroll
+            for (int u = 0; u < KB_VPF; u++)
+                if (j + u * nsl < np) pv(j + u * nsl, vpf[u]);
+#pragma unroll 4
+            for (int r = j + KB_VPF * nsl; r < np; r += nsl) pv(r, *(const uint2 *)(Vh + (size_t)(p0 + r) * hd + 4 * c));
         }
     }
     if (j < nsl)
-        for (int g = 0; g < KB_GROUP; g++) {
-            if (g >= gc) break;
-            float *r = sred + ((size_t)j * KB_GROUP + g) * hd + 2 * c;
-            r[0] = acc[g][0], r[1] = acc[g][1];
-        }
+#pragma unroll
+        for (int g = 0; g < KB_GROUP; g++)
+            *(float4 *)(sred + ((size_t)j * KB_GROUP + g) * hd + 4 * c) =
+                make_float4(acc[g][0], acc[g][1], acc[g][2], acc[g][3]);
     __syncthreads();
     for (int i = tid; i < gc * hd; i += KB_THREADS) {
         int g = i / hd, e = i % hd;
@@ -170,18 +248,53 @@ cudaError_t bn_k_rope_batch(cudaStream_t st, float *x, int n_tok, int n_head, in
     return cudaGetLastError();
 }
 
+/* Lets k_attn_batch take the largest shared memory it needs (49 KB at
+ * head_dim 256, above the 48 KB default), once per device. */
+static cudaError_t kb_allow_smem(void) {
+    static bool allowed[64]; /* a racing first call sets the same attribute */
+    int dev = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e != cudaSuccess || (dev >= 0 && dev < 64 && allowed[dev])) return e;
+    e = cudaFuncSetAttribute(k_attn_batch, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kb_smem(256));
+    if (e == cudaSuccess && dev >= 0 && dev < 64) allowed[dev] = true;
+    return e;
+}
+
+static cudaError_t kb_launch(cudaStream_t st, const bn_kv_layer *kv, int64_t seq_stride, const bn_attn_shape *s,
+                             const float *q, int n_tok, const int32_t *seq, const int32_t *pos, float *out) {
+    int G = s->n_head / s->n_head_kv;
+    cudaError_t e = kb_allow_smem();
+    if (e != cudaSuccess) return e;
+    bn_launch(k_attn_batch, dim3(n_tok, s->n_head_kv, (G + KB_GROUP - 1) / KB_GROUP), KB_THREADS, kb_smem(s->head_dim),
+              st, q, (const __half *)kv->k, (const __half *)kv->v, s->n_head, s->n_head_kv, s->n_ctx, s->head_dim, seq,
+              pos, seq_stride, out);
+    return cudaGetLastError();
+}
+
+static int kb_supported(const bn_attn_shape *s) {
+    return bn_k_attention_supported(s->head_dim) && s->head_dim / 4 <= KB_THREADS && s->n_head % s->n_head_kv == 0;
+}
+
 cudaError_t bn_k_attention_batch(cudaStream_t st, const bn_kv_layer *kv, int64_t seq_stride, const bn_attn_shape *s,
                                  const float *q, const float *k, const float *v, int n_tok, const int32_t *seq,
                                  const int32_t *pos, float *out) {
+    if (!kb_supported(s)) return cudaErrorInvalidValue;
     int hd = s->head_dim;
-    if (!bn_k_attention_supported(hd) || hd / 2 > KB_THREADS || s->n_head % s->n_head_kv)
-        return cudaErrorInvalidValue;
     bn_launch(k_kv_store_batch, dim3(n_tok, s->n_head_kv), 128, 0, st, k, v, (__half *)kv->k, (__half *)kv->v,
               s->n_head_kv, s->n_ctx, hd, seq, pos, seq_stride);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return e;
-    int G = s->n_head / s->n_head_kv;
-    bn_launch(k_attn_batch, dim3(n_tok, s->n_head_kv, (G + KB_GROUP - 1) / KB_GROUP), KB_THREADS, kb_smem(hd), st,
-              q, (const __half *)kv->k, (const __half *)kv->v, s->n_head, s->n_head_kv, s->n_ctx, hd, seq, pos, seq_stride, out);
-    return cudaGetLastError();
+    return kb_launch(st, kv, seq_stride, s, q, n_tok, seq, pos, out);
+}
+
+cudaError_t bn_k_rope_attention_batch(cudaStream_t st, const bn_kv_layer *kv, int64_t seq_stride,
+                                      const bn_attn_shape *s, float *q, float *k, const float *v, int n_tok,
+                                      const int32_t *seq, const int32_t *pos, float theta, int neox, float *out) {
+    if (!kb_supported(s)) return cudaErrorInvalidValue;
+    int hd = s->head_dim, threads = (hd / 2 + 31) / 32 * 32;
+    bn_launch(k_rope_kv_store_batch, dim3(n_tok, s->n_head + s->n_head_kv), threads, 0, st, q, k, v, (__half *)kv->k,
+              (__half *)kv->v, s->n_head, s->n_head_kv, s->n_ctx, hd, seq, pos, seq_stride, theta, neox);
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) return e;
+    return kb_launch(st, kv, seq_stride, s, q, n_tok, seq, pos, out);
 }

@@ -17,6 +17,8 @@
  * b0/b1 per instruction). Σ w·q = Σ c·q − Σ q exactly in int32, and the float
  * epilogue is the same expression as store_result, so every tiling gives the
  * same bits as the GEMV and the CPU reference. */
+#include <stdlib.h>
+
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_kernels.cuh"
 #include "kernels/cuda/cuda_mma.cuh"
@@ -41,16 +43,23 @@ __device__ __forceinline__ void tm_store(const bn_tern_job &j, int r, int t, int
     *y = j.accumulate ? __fadd_rn(*y, v) : v;
 }
 
-/* WM x WN warps, each 32 rows x 32 tokens (2 x 4 mma tiles). */
-template <int WM, int WN>
-__global__ void __launch_bounds__(WM *WN * 32)
+/* WM x WN warps, each 32 rows x 32 tokens (2 x 4 mma tiles), times KS
+ * k-groups: group kg does k-steps [kg * 4/KS, (kg + 1) * 4/KS) of every
+ * 128-wide k-tile, and the groups' int32 sums are added at the end (exact:
+ * integer addition in any order). Small GEMMs (a layer's matrices at a
+ * few hundred tokens) have too few warps per SM to cover the mma and
+ * shared-memory latencies; k-groups add warps without adding blocks. */
+template <int WM, int WN, int KS>
+__global__ void __launch_bounds__(WM *WN *KS * 32)
     k_tern_mma2(tm_jobs J, int cols, const int8_t *__restrict__ q, const float *__restrict__ as,
                 const int32_t *__restrict__ asum, int n_tok) {
-    constexpr int BM = WM * 32, BN = WN * 32, T = WM * WN * 32;
-    constexpr int A_PER = BM * 2 / T, B_PER = BN * 8 / T; /* 16-byte chunks per thread per stage */
-    static_assert(A_PER >= 1 && B_PER >= 1, "tile too small for its threads");
-    __shared__ __align__(16) uint8_t sa[TM_ST][BM * TM_AS];
-    __shared__ __align__(16) uint8_t sb[TM_ST][BN * TM_BS];
+    constexpr int BM = WM * 32, BN = WN * 32, NW = WM * WN, T = NW * KS * 32;
+    constexpr int A_CH = BM * 2, B_CH = BN * 8;                         /* 16-byte chunks per stage */
+    constexpr int A_PER = (A_CH + T - 1) / T, B_PER = (B_CH + T - 1) / T; /* per thread */
+    constexpr int SA = BM * TM_AS, SB = BN * TM_BS, KPG = 4 / KS;        /* k-steps per group */
+    static_assert(KS == 1 || KS == 2 || KS == 4, "k-groups must divide the 4 k-steps of a tile");
+    static_assert(KS == 1 || NW * 32 * 32 * 4 <= TM_ST * (SA + SB), "no room to add the k-groups' sums");
+    __shared__ __align__(16) uint8_t smem[TM_ST * (SA + SB)];
     pdl_wait();
     pdl_launch();
     /* Constant indices only: a run-time index would copy J to local memory. */
@@ -59,35 +68,41 @@ __global__ void __launch_bounds__(WM *WN * 32)
     if (J.n > 1 && b >= J.first_block[1]) j = J.job[1], fb = J.first_block[1];
     if (J.n > 2 && b >= J.first_block[2]) j = J.job[2], fb = J.first_block[2];
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int wm = warp % WM, wn = warp / WM, g = lane >> 2, tg = lane & 3;
+    const int kg = warp / NW, wi = warp % NW, wm = wi % WM, wn = wi / WM, g = lane >> 2, tg = lane & 3;
     const int row0 = (b - fb) * BM, tok0 = blockIdx.y * BN, nk = cols / 128;
     const size_t rb = (size_t)(cols / 4); /* code bytes per row */
 
     const uint8_t *asrc[A_PER];
     int aoff[A_PER];
-    bool aval[A_PER];
+    bool aval[A_PER], aon[A_PER];
 #pragma unroll
     for (int i = 0; i < A_PER; i++) {
         int c = tid + i * T, r = c >> 1, p = c & 1;
-        aval[i] = row0 + r < j.rows;
+        aon[i] = c < A_CH;
+        aval[i] = aon[i] && row0 + r < j.rows;
         asrc[i] = j.codes + (size_t)(aval[i] ? row0 + r : 0) * rb + p * 16;
-        aoff[i] = r * TM_AS + p * 16;
+        aoff[i] = aon[i] ? r * TM_AS + p * 16 : 0;
     }
     const int8_t *bsrc[B_PER];
     int boff[B_PER];
-    bool bval[B_PER];
+    bool bval[B_PER], bon[B_PER];
 #pragma unroll
     for (int i = 0; i < B_PER; i++) {
         int c = tid + i * T, t = c >> 3, p = c & 7;
-        bval[i] = tok0 + t < n_tok;
+        bon[i] = c < B_CH;
+        bval[i] = bon[i] && tok0 + t < n_tok;
         bsrc[i] = q + (size_t)(bval[i] ? tok0 + t : 0) * cols + p * 16;
-        boff[i] = t * TM_BS + p * 16;
+        boff[i] = bon[i] ? t * TM_BS + p * 16 : 0;
     }
+    auto stage_a = [&](int s) { return smem + s * SA; };
+    auto stage_b = [&](int s) { return smem + TM_ST * SA + s * SB; };
     auto load = [&](int s, int kt) {
 #pragma unroll
-        for (int i = 0; i < A_PER; i++) bn_cp_async16(&sa[s][aoff[i]], asrc[i] + (size_t)kt * 32, aval[i]);
+        for (int i = 0; i < A_PER; i++)
+            if (aon[i]) bn_cp_async16(stage_a(s) + aoff[i], asrc[i] + (size_t)kt * 32, aval[i]);
 #pragma unroll
-        for (int i = 0; i < B_PER; i++) bn_cp_async16(&sb[s][boff[i]], bsrc[i] + (size_t)kt * 128, bval[i]);
+        for (int i = 0; i < B_PER; i++)
+            if (bon[i]) bn_cp_async16(stage_b(s) + boff[i], bsrc[i] + (size_t)kt * 128, bval[i]);
     };
 
     int acc[2][4][4];
@@ -112,7 +127,7 @@ __global__ void __launch_bounds__(WM *WN * 32)
         int nx = kt + TM_ST - 1;
         if (nx < nk) load(nx % TM_ST, nx);
         bn_cp_async_commit();
-        const uint8_t *A = sa[kt % TM_ST], *B = sb[kt % TM_ST];
+        const uint8_t *A = stage_a(kt % TM_ST), *B = stage_b(kt % TM_ST);
         unsigned aw[2][4];
 #pragma unroll
         for (int mt = 0; mt < 2; mt++) {
@@ -123,8 +138,8 @@ __global__ void __launch_bounds__(WM *WN * 32)
             aw[mt][3] = *(const unsigned *)(p + 8 * TM_AS + 16);
         }
 #pragma unroll
-        for (int ks = 0; ks < 4; ks++) {
-            const int sh = 6 - 2 * ks;
+        for (int kk = 0; kk < KPG; kk++) {
+            const int ks = kg * KPG + kk, sh = 6 - 2 * ks;
             unsigned bf[2][4];
 #pragma unroll
             for (int np = 0; np < 2; np++) bn_ldmatrix_x4(bf[np], B + (b_row + np * 16) * TM_BS + ks * 32 + b_byte);
@@ -139,6 +154,20 @@ __global__ void __launch_bounds__(WM *WN * 32)
         }
     }
     bn_cp_async_wait<0>();
+    if (KS > 1) { /* group 0 adds the other groups' sums, one group at a time, in the stage memory */
+        int *red = (int *)smem;
+        for (int gq = 1; gq < KS; gq++) {
+            __syncthreads(); /* the stages (first round) or the previous round's sums are no longer read */
+            if (kg == gq)
+#pragma unroll
+                for (int e = 0; e < 32; e++) red[(wi * 32 + e) * 32 + lane] = acc[e >> 4][(e >> 2) & 3][e & 3];
+            __syncthreads();
+            if (kg == 0)
+#pragma unroll
+                for (int e = 0; e < 32; e++) acc[e >> 4][(e >> 2) & 3][e & 3] += red[(wi * 32 + e) * 32 + lane];
+        }
+        if (kg != 0) return;
+    }
 #pragma unroll
     for (int mt = 0; mt < 2; mt++)
 #pragma unroll
@@ -152,8 +181,11 @@ __global__ void __launch_bounds__(WM *WN * 32)
         }
 }
 
-/* Tiles, in order of preference on equal cost (larger first). */
-static const int tm_wm[4] = {4, 2, 4, 2}, tm_wn[4] = {2, 2, 1, 1};
+/* Tiles 1..TM_N: warps along rows x tokens x k-groups, in order of
+ * preference on equal cost (larger first). */
+#define TM_N 11
+static const int tm_wm[TM_N] = {4, 2, 4, 2, 4, 2, 4, 2, 4, 2, 2}, tm_wn[TM_N] = {2, 2, 1, 1, 2, 2, 1, 1, 1, 2, 1};
+static const int tm_ks[TM_N] = {1, 1, 1, 1, 2, 2, 2, 2, 4, 4, 4};
 /* Relative cost per multiply of each tile's global -> shared traffic (bytes
  * per MAC: 128x64 12 KB / 8192, 64x64 10 / 4096, 128x32 8 / 4096, 64x32 6 / 2048,
  * damped: the warps' inner loop is the same for all). */
@@ -174,8 +206,17 @@ static int tm_sm_count(void) {
 /* Cost model: blocks spread evenly, so the busiest SM holds b = ceil(B / n_sm)
  * blocks; its time is b x (tile multiplies) / rate, where the rate grows with
  * the warps resident on the SM until 4 (one per scheduler: each warp issues 32
- * independent mma per k-tile) and the factor tm_f above. */
+ * independent mma per k-tile) and the factor tm_f above. Picks among the
+ * tiles without k-groups. */
 static int tm_pick(const bn_tern_job *jobs, int n_jobs, int n_tok, int n_sm) {
+    /* Measured (H100, 2B4T shapes, 256-sequence decode steps end to end):
+     * 128x64 everywhere 9.04 ms per step against 9.79 for this model's
+     * choices, which the kernel benchmark (weights hot in L2) favours but a
+     * real step, reading every layer's weights once, does not. So 128x64
+     * whenever its grid fills at least half the SMs. */
+    long big = 0;
+    for (int i = 0; i < n_jobs; i++) big += (jobs[i].rows + 127) / 128;
+    if (big * ((n_tok + 63) / 64) * 2 >= n_sm) return 1;
     int best = 0;
     double best_cost = 0.0;
     for (int k = 0; k < 4; k++) {
@@ -184,14 +225,26 @@ static int tm_pick(const bn_tern_job *jobs, int n_jobs, int n_tok, int n_sm) {
         for (int i = 0; i < n_jobs; i++) blocks += (jobs[i].rows + bm - 1) / bm;
         blocks *= (n_tok + bn - 1) / bn;
         long b = (blocks + n_sm - 1) / n_sm;
-        double warps = (double)b * tm_wm[k] * tm_wn[k], rate = warps >= 4 ? 1.0 : warps / 4.0;
+        double warps = (double)b * tm_wm[k] * tm_wn[k] * tm_ks[k], rate = warps >= 4 ? 1.0 : warps / 4.0;
         double cost = (double)b * bm * bn / rate * tm_f[k];
         if (k == 0 || cost < best_cost * 0.999) best = k, best_cost = cost;
     }
     return best + 1;
 }
 
-template <int WM, int WN>
+/* BITNET_CUDA_TILE=1..TM_N forces one tile for every GEMM (a benchmarking
+ * switch); read once. */
+static int tm_forced(void) {
+    static int forced = -1; /* a racing first read stores the same value */
+    if (forced < 0) {
+        const char *e = getenv("BITNET_CUDA_TILE");
+        int v = e ? atoi(e) : 0;
+        forced = v >= 1 && v <= TM_N ? v : 0;
+    }
+    return forced;
+}
+
+template <int WM, int WN, int KS>
 static cudaError_t tm_launch(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, int cols, const bn_qact *a,
                              int n_tok) {
     const int bm = WM * 32, bn = WN * 32;
@@ -208,25 +261,36 @@ static cudaError_t tm_launch(cudaStream_t st, const bn_tern_job *jobs, int n_job
         }
     }
     dim3 grid((unsigned)J.first_block[n_jobs], (unsigned)((n_tok + bn - 1) / bn));
-    cudaError_t e = bn_launch(k_tern_mma2<WM, WN>, grid, WM * WN * 32, 0, st, J, cols, a->q, a->scale, a->sum, n_tok);
+    cudaError_t e =
+        bn_launch(k_tern_mma2<WM, WN, KS>, grid, WM * WN * KS * 32, 0, st, J, cols, a->q, a->scale, a->sum, n_tok);
     return e != cudaSuccess ? e : cudaGetLastError();
 }
 
 cudaError_t bn_k_ternary_mma(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, int cols, const bn_qact *a,
                              int n_tok, int tile) {
-    if (n_jobs < 1 || n_jobs > BN_TERN_MAX_JOBS || cols % 128 || cols <= 0 || n_tok < 1 || tile < 0 || tile > 4)
+    if (n_jobs < 1 || n_jobs > BN_TERN_MAX_JOBS || cols % 128 || cols <= 0 || n_tok < 1 || tile < 0 || tile > TM_N)
         return cudaErrorInvalidValue;
     for (int i = 0; i < n_jobs; i++)
         if (jobs[i].rows < 1) return cudaErrorInvalidValue;
     if (n_tok > 65535 * 32) return cudaErrorInvalidValue;
+    if (tile == 0) tile = tm_forced();
     if (tile == 0) tile = tm_pick(jobs, n_jobs, n_tok, tm_sm_count());
     switch (tile) {
-    case 1: return tm_launch<4, 2>(st, jobs, n_jobs, cols, a, n_tok);
-    case 2: return tm_launch<2, 2>(st, jobs, n_jobs, cols, a, n_tok);
-    case 3: return tm_launch<4, 1>(st, jobs, n_jobs, cols, a, n_tok);
-    default: return tm_launch<2, 1>(st, jobs, n_jobs, cols, a, n_tok);
+    case 1: return tm_launch<4, 2, 1>(st, jobs, n_jobs, cols, a, n_tok);
+    case 2: return tm_launch<2, 2, 1>(st, jobs, n_jobs, cols, a, n_tok);
+    case 3: return tm_launch<4, 1, 1>(st, jobs, n_jobs, cols, a, n_tok);
+    case 4: return tm_launch<2, 1, 1>(st, jobs, n_jobs, cols, a, n_tok);
+    case 5: return tm_launch<4, 2, 2>(st, jobs, n_jobs, cols, a, n_tok);
+    case 6: return tm_launch<2, 2, 2>(st, jobs, n_jobs, cols, a, n_tok);
+    case 7: return tm_launch<4, 1, 2>(st, jobs, n_jobs, cols, a, n_tok);
+    case 8: return tm_launch<2, 1, 2>(st, jobs, n_jobs, cols, a, n_tok);
+    case 9: return tm_launch<4, 1, 4>(st, jobs, n_jobs, cols, a, n_tok);
+    case 10: return tm_launch<2, 2, 4>(st, jobs, n_jobs, cols, a, n_tok);
+    default: return tm_launch<2, 1, 4>(st, jobs, n_jobs, cols, a, n_tok);
     }
 }
+
+extern "C" int bn_cuda_kernel_ternary_tiles(void) { return TM_N; }
 
 /* ------------------------------------------- test and benchmark hooks -- */
 
@@ -258,7 +322,7 @@ static cudaError_t tm_timed(F fn, int reps, float *ms) {
 
 extern "C" int bn_cuda_kernel_ternary(int variant, int n_mat, const bn_cuda_ternary *const *w, const int *rows,
                                       float *const *y, int cols, const bn_qact *a, int n_tok, int reps, float *ms) {
-    if (n_mat < 1 || n_mat > BN_TERN_MAX_JOBS || variant < 0 || variant > 5) return (int)cudaErrorInvalidValue;
+    if (n_mat < 1 || n_mat > BN_TERN_MAX_JOBS || variant < 0 || variant > TM_N + 1) return (int)cudaErrorInvalidValue;
     bn_tern_job jobs[BN_TERN_MAX_JOBS];
     for (int i = 0; i < n_mat; i++) {
         jobs[i].codes = w[i]->codes;
