@@ -1118,6 +1118,10 @@ static bitnet_status prepare_model(bn_backend *be, struct bitnet_model *m, bitne
 
 static bitnet_status cu_status(bn_backend *be, bitnet_error *err) {
     cuda_backend *c = cb_of(be);
+    /* A step that copied nothing back (a prompt chunk without logits) is
+     * still recorded: launch it, so that its launch errors belong to this
+     * call and its work is queued when the eval returns. */
+    flush(c);
     return c->failed ? bn_fail(err, BITNET_E_DEVICE, "%s", c->message) : BITNET_OK;
 }
 
