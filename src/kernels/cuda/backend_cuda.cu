@@ -33,7 +33,7 @@
  * shapes change every step, so no graph.
  *
  * States (per backend):  idle --embed--> recording (rec_multi: n_tok > 1)
- *                        recording --to_host / argmax / free / next embed--> idle (flush)
+ *                        recording --to_host / argmax / status / free / next embed--> idle (flush)
  * Environment: BITNET_CUDA_GRAPH=0 disables graphs (the recorded step then
  * runs its fused kernels directly); BITNET_CUDA_PDL=0 disables programmatic
  * dependent launch; BITNET_CUDA_FUSE=0 disables the decode fusions (the
