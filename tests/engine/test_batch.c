@@ -419,6 +419,14 @@ static void greedy_matches_sampler(bitnet_model *m) {
         for (int s = 0; s < S; s++) tok[s] = next[s], seq[s] = s;
         b = (bitnet_batch){S, tok, seq, NULL};
     }
+    /* No row kept: every id is -1, and the tokens still enter the cache. */
+    int8_t none[S] = {0, 0, 0};
+    bitnet_batch quiet = {S, tok, seq, none};
+    int before0 = bitnet_seq_n_past(g, 0);
+    memset(ids, 0x55, sizeof ids);
+    assert_int_equal(bitnet_eval_batch_greedy(g, &quiet, ids, &err), BITNET_OK);
+    for (int s = 0; s < S; s++) assert_int_equal(ids[s], -1);
+    assert_int_equal(bitnet_seq_n_past(g, 0), before0 + 1);
     /* Errors change nothing. */
     assert_int_equal(bitnet_eval_batch_greedy(g, &b, NULL, &err), BITNET_E_INVALID_ARG);
     int32_t bad_seq[S] = {0, S, 1};
