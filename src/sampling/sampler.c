@@ -183,11 +183,20 @@ static int cmp_i32(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* 1 when the penalties leave every logit as it is. */
+static int penalties_off(const bitnet_sampler_params *p) {
+    return p->repeat_penalty == 1.0f && p->frequency_penalty == 0.0f && p->presence_penalty == 0.0f;
+}
+
+/* 1 when the settings reduce sampling to the argmax. */
+static int argmax_only(const bitnet_sampler_params *p) {
+    return p->temperature <= 0.0f || p->top_k == 1 || p->top_p == 0.0f;
+}
+
 /* Penalises each distinct token of the history once, with its count. */
 static void apply_penalties(bitnet_sampler *s, float *w, int n_vocab) {
     const bitnet_sampler_params *p = &s->p;
-    if (s->hist_len == 0) return;
-    if (p->repeat_penalty == 1.0f && p->frequency_penalty == 0.0f && p->presence_penalty == 0.0f) return;
+    if (s->hist_len == 0 || penalties_off(p)) return;
     int32_t *h = s->hist_sorted;
     memcpy(h, s->hist, (size_t)s->hist_len * sizeof *h);
     qsort(h, (size_t)s->hist_len, sizeof *h, cmp_i32);
@@ -308,10 +317,8 @@ static int weigh_all(bitnet_sampler *s, float *w, int n_vocab, float inv_t, floa
 int bitnet_sampler_is_greedy(const bitnet_sampler *s) {
     if (!s) return 0;
     const bitnet_sampler_params *p = &s->p;
-    int argmax_only = p->temperature <= 0.0f || p->top_k == 1 || p->top_p == 0.0f;
-    int penalties = p->penalty_last_n != 0 &&
-                    (p->repeat_penalty != 1.0f || p->frequency_penalty != 0.0f || p->presence_penalty != 0.0f);
-    return argmax_only && p->n_logit_bias == 0 && !penalties;
+    /* penalty_last_n 0: no history, so the penalties never act. */
+    return argmax_only(p) && p->n_logit_bias == 0 && (p->penalty_last_n == 0 || penalties_off(p));
 }
 
 int32_t bitnet_sampler_sample(bitnet_sampler *s, const float *logits, int n_vocab) {
@@ -323,7 +330,7 @@ int32_t bitnet_sampler_sample(bitnet_sampler *s, const float *logits, int n_voca
         if (p->logit_bias[i].token < n_vocab) w[p->logit_bias[i].token] += p->logit_bias[i].bias;
     apply_penalties(s, w, n_vocab);
 
-    if (p->temperature <= 0.0f || p->top_k == 1 || p->top_p == 0.0f) return argmax(w, n_vocab);
+    if (argmax_only(p)) return argmax(w, n_vocab);
     int32_t *cand = s->cand;
     int use_top_k = p->top_k > 0 && p->top_k < n_vocab;
     int n = use_top_k ? bn_top_k(w, n_vocab, p->top_k, cand) : 0; /* sorted, best first */
