@@ -1069,18 +1069,13 @@ static int ensure_argmax(cuda_backend *c, int n_rows) {
 
 static void cu_argmax(bn_backend *be, const float *x, int n_rows, int n_cols, int32_t *out_host) {
     cuda_backend *c = cb_of(be);
-    size_t bytes = (size_t)n_rows * sizeof(int32_t);
     flush(c); /* a recorded decode step: its head writes x */
-    if (n_rows > 0 && !c->failed && check(c, cudaSetDevice(c->device), "cudaSetDevice") &&
-        ensure_argmax(c, n_rows) && check(c, bn_k_argmax(c->stream, x, n_rows, n_cols, c->d_argmax), "argmax")) {
-        /* A few bytes: through the staging block when there is one, else straight (pageable). */
-        void *dst = ensure_pinned(c, bytes) ? c->pinned : (void *)out_host;
-        if (check(c, cudaMemcpyAsync(dst, c->d_argmax, bytes, cudaMemcpyDeviceToHost, c->stream), "cudaMemcpyAsync") &&
-            check(c, cudaStreamSynchronize(c->stream), "cudaStreamSynchronize") && dst != (void *)out_host)
-            memcpy(out_host, dst, bytes);
-    }
-    if (c->failed)
-        for (int r = 0; r < n_rows; r++) out_host[r] = -1;
+    if (n_rows <= 0) return;
+    if (!c->failed && check(c, cudaSetDevice(c->device), "cudaSetDevice") && ensure_argmax(c, n_rows))
+        check(c, bn_k_argmax(c->stream, x, n_rows, n_cols, c->d_argmax), "argmax");
+    /* 4 bytes a row, copied as to_host copies; on a failed backend to_host
+     * sets every byte, i.e. every id to -1. */
+    cu_to_host(be, out_host, c->d_argmax, (size_t)n_rows * sizeof(int32_t));
 }
 
 static void cu_destroy(bn_backend *be) {
