@@ -448,6 +448,20 @@ static int run_fused_gemv(cuda_backend *c, const op_rec *r, int avail, int *labe
     return used;
 }
 
+/* The records at r: rope(q), rope(k) and the attention (kind attn_kind)
+ * that reads both, with matching shapes and angles, as the forward pass
+ * issues them. Returns the attention record, NULL when the pattern does not
+ * apply; positions (pos0 or d_pos) are the caller's to compare. */
+static const op_rec *rope_qk_attn(const op_rec *r, int avail, int attn_kind) {
+    if (avail < 3) return NULL;
+    const op_rec *rk = r + 1, *ra = r + 2;
+    int ok = rk->kind == r->kind && ra->kind == attn_kind && ra->x == r->y && ra->z == rk->y &&
+             rk->n_tok == r->n_tok && ra->n_tok == r->n_tok && r->head_dim == ra->s.head_dim &&
+             rk->head_dim == r->head_dim && r->n_head == ra->s.n_head && rk->n_head == ra->s.n_head_kv &&
+             rk->theta == r->theta && rk->neox == r->neox;
+    return ok ? ra : NULL;
+}
+
 /* Runs the op at r[0], fusing it with the ops after it when they allow.
  * Returns the number of records consumed. */
 static int run_op(cuda_backend *c, const op_rec *r, int avail, int graph, const int32_t *tokens, int *label) {
@@ -514,12 +528,9 @@ static int run_op(cuda_backend *c, const op_rec *r, int avail, int graph, const 
     case OP_ROPE: {
         /* rope(q), rope(k), attention(q, k, v): one launch rotates both and
          * fills the cache, then the attention proper. */
-        const op_rec *rk = avail > 2 ? r + 1 : NULL, *ra = avail > 2 ? r + 2 : NULL;
-        if (rk && rk->kind == OP_ROPE && ra->kind == OP_ATTN && ra->x == r->y && ra->z == rk->y &&
-            rk->n_tok == r->n_tok && ra->n_tok == r->n_tok && r->head_dim == ra->s.head_dim &&
-            rk->head_dim == r->head_dim && r->n_head == ra->s.n_head && rk->n_head == ra->s.n_head_kv &&
-            rk->theta == r->theta && rk->neox == r->neox && rk->pos0 == r->pos0 && ra->pos0 == r->pos0) {
-            if (c->fuse && r->n_tok == 1 && ra->z == rk->y && bn_k_attention_decode_counters(&ra->s) <= N_COUNTERS) {
+        const op_rec *ra = rope_qk_attn(r, avail, OP_ATTN), *rk = r + 1;
+        if (ra && rk->pos0 == r->pos0 && ra->pos0 == r->pos0) {
+            if (c->fuse && r->n_tok == 1 && bn_k_attention_decode_counters(&ra->s) <= N_COUNTERS) {
                 int len = pos.ptr ? ra->s.n_ctx : pos.val + 1;
                 if (bn_k_attention_decode_ws(&ra->s, len) <= c->ws_floats) {
                     *label = P_ATTN_DEC;
@@ -580,11 +591,8 @@ static int run_op(cuda_backend *c, const op_rec *r, int avail, int graph, const 
     case OP_ROPE_B: {
         /* rope(q), rope(k), attention(q, k, v) of a multi-sequence step: one
          * launch rotates both and fills the caches, then the attention. */
-        const op_rec *rk = avail > 2 ? r + 1 : NULL, *ra = avail > 2 ? r + 2 : NULL;
-        if (rk && rk->kind == OP_ROPE_B && ra->kind == OP_ATTN_B && ra->x == r->y && ra->z == rk->y &&
-            rk->n_tok == r->n_tok && ra->n_tok == r->n_tok && r->head_dim == ra->s.head_dim &&
-            rk->head_dim == r->head_dim && r->n_head == ra->s.n_head && rk->n_head == ra->s.n_head_kv &&
-            rk->theta == r->theta && rk->neox == r->neox && rk->d_pos == r->d_pos && ra->d_pos == r->d_pos) {
+        const op_rec *ra = rope_qk_attn(r, avail, OP_ATTN_B), *rk = r + 1;
+        if (ra && rk->d_pos == r->d_pos && ra->d_pos == r->d_pos) {
             *label = P_ROPE_ATTN_B;
             check(c,
                   bn_k_rope_attention_batch(st, &ra->kv, ra->n, &ra->s, r->y, rk->y, (const float *)ra->w, r->n_tok,
