@@ -7,8 +7,11 @@
 # BITNET_HAVE_CUDA is defined, which makes the engine offer --device cuda.
 # When nvcc is not found the build goes on without the backend.
 #
-# Targets: sm_80, sm_86, sm_89 and sm_90 machine code plus compute_90 PTX for
-# newer GPUs; override with -DCMAKE_CUDA_ARCHITECTURES=90 for a quick build.
+# Targets: sm_80, sm_86, sm_89 and sm_90a machine code plus compute_90 PTX for
+# newer GPUs. sm_90a (not sm_90) because the H100/H200 GEMM uses wgmma, which
+# exists only in arch-specific sm_90a code; the same image runs everything
+# else on those GPUs. Override with -DCMAKE_CUDA_ARCHITECTURES=90a for a quick
+# build (with 90 the backend still works, on the mma.sync GEMM).
 
 include(CheckLanguage)
 
@@ -28,7 +31,7 @@ if(NOT CMAKE_CUDA_COMPILER)
 endif()
 
 if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
-  set(CMAKE_CUDA_ARCHITECTURES "80-real;86-real;89-real;90-real;90-virtual")
+  set(CMAKE_CUDA_ARCHITECTURES "80-real;86-real;89-real;90a-real;90-virtual")
 endif()
 enable_language(CUDA)
 find_package(CUDAToolkit REQUIRED)

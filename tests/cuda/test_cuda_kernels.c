@@ -1042,10 +1042,10 @@ static void test_dense_mma(void **state) {
 #endif
 }
 
-/* The ternary GEMM's tiles (128x64, 64x64, 128x32, 64x32, the chosen one)
- * and the previous GEMM, against the CPU bit for bit, including several
+/* The ternary GEMM's tiles (mma.sync and wgmma, the chosen one) and the
+ * previous GEMM, against the CPU bit for bit, including several
  * matrices in one launch (q/k/v-like, gate/up-like) and tails (rows not a
- * multiple of the tile, n_tok 9, 33, 100, 256). Outputs poisoned first. */
+ * multiple of the tile, n_tok 9, 33, 64, 100, 160, 256). Outputs poisoned first. */
 static void test_ternary_tiles(void **state) {
     fixture *f = *state;
     NEED_GPU(f);
@@ -1053,8 +1053,10 @@ static void test_ternary_tiles(void **state) {
     const int cases[][5] = {/* n_mat, rows0, rows1, rows2, cols; every n_tok below */
                             {1, 77, 0, 0, 128},      {1, 1001, 0, 0, 2560}, {3, 2560, 640, 640, 2560},
                             {2, 1000, 1000, 0, 512}, {1, 2560, 0, 0, 6912}, {3, 129, 33, 200, 384}};
-    const int toks[] = {9, 33, 100, 256};
+    const int toks[] = {9, 33, 64, 100, 160, 256};
     int fails = 0;
+    fprintf(stderr, "ternary_tiles: the wgmma tiles %s\n",
+            bn_cuda_kernel_wgmma_usable() ? "run" : "are not usable here (they run the first mma.sync tile)");
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         int n_mat = cases[c][0], cols = cases[c][4];
         bn_ternary w[3];
@@ -1095,7 +1097,13 @@ static void test_ternary_tiles(void **state) {
                     y = realloc(y, n * 4);
                     assert_non_null(y);
                     get(f->gpu, y, gy[i], n * 4);
-                    for (size_t e = 0; e < n; e++) bad += memcmp(&y[e], &ref[i][e], 4) != 0;
+                    for (size_t e = 0; e < n; e++) {
+                        int differs = memcmp(&y[e], &ref[i][e], 4) != 0;
+                        if (differs && bad < 4) /* where, to tell a layout slip from noise */
+                            fprintf(stderr, "  variant %d matrix %d: token %zu row %zu: %g, want %g\n", v, i,
+                                    e / (size_t)rows[i], e % (size_t)rows[i], y[e], ref[i][e]);
+                        bad += differs;
+                    }
                     total += n;
                 }
                 int ok = rc == 0 && bad == 0;

@@ -1180,6 +1180,7 @@ static bitnet_status init_device(cuda_backend *c, bitnet_error *err) {
     if (e == cudaSuccess && prop.major < 9) c->pdl = 0; /* programmatic launch: compute capability 9.0+ */
     if (e == cudaSuccess) e = cudaSetDevice(c->device);
     if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking);
+    if (e == cudaSuccess) bn_k_wgmma_init();
     if (e == cudaSuccess) e = cudaMalloc((void **)&c->d_params, 2 * sizeof(int));
     if (e == cudaSuccess) e = cudaMalloc((void **)&c->d_tokens, 4096 * sizeof(int32_t));
     if (e == cudaSuccess) e = cudaMalloc((void **)&c->d_cnt, N_COUNTERS * sizeof(int));

@@ -76,7 +76,9 @@ bitnet_status bn_cuda_copy_to_device(bn_backend *be, void *dst, const void *src,
  * matrix); 2..(1 + bn_cuda_kernel_ternary_tiles()) = the new GEMM with tile
  * 1.. forced: 128x64, 64x64, 128x32, 64x32 (rows x tokens), the same four
  * with 2 k-groups of warps, then 128x32, 64x64, 64x32 with 4 k-groups
- * (kernels_ternary_mma.cu). n_mat <= 3 matrices of `cols` inputs share a.
+ * (kernels_ternary_mma.cu), then the wgmma tiles 128x128, 128x64, 64x128,
+ * 64x64 (kernels_ternary_wgmma.cu; tile 1 again where the GPU cannot run
+ * them). n_mat <= 3 matrices of `cols` inputs share a.
  * Dense variant: 0 = as the backend (the tensor-core GEMM when
  * n_tok >= 8 and the type and shape allow, else the GEMV); 1 = the GEMV;
  * 2 = the GEMM (fails when not applicable). scratch: the GEMM's f16
@@ -91,6 +93,8 @@ size_t bn_cuda_kernel_dense_scratch(int n_tok, int cols);
 int bn_cuda_kernel_ternary_tile(int n_mat, const int *rows, int n_tok);
 /* The number of GEMM tiles (variants 2..1 + this). */
 int bn_cuda_kernel_ternary_tiles(void);
+/* 1 when the wgmma tiles run (an sm_90a image on a 9.0 GPU, backend made). */
+int bn_cuda_kernel_wgmma_usable(void);
 
 /* cuda_model.c: uploads every weight of m (prepare_model of the ops table). */
 bitnet_status bn_cuda_prepare_model(bn_backend *be, struct bitnet_model *m, bitnet_error *err);

@@ -68,11 +68,27 @@ cudaError_t bn_k_quantize(cudaStream_t st, const float *x, int n_tok, int dim, c
 /* n_tok <= 8: the dp4a GEMV; above, the int8 tensor-core GEMM with tiles
  * chosen by shape (kernels_ternary_mma.cu), every job in one launch. */
 cudaError_t bn_k_ternary(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, int cols, const bn_qact *a, int n_tok);
-/* The GEMM: tile = 0 chooses by shape; 1..4 force 128x64, 64x64, 128x32,
- * 64x32 (rows x tokens). Bit-identical to every other tiling and to the
- * GEMV (integer accumulation, same epilogue). */
+/* The GEMM: tile = 0 chooses by shape; 1..11 force an mma.sync tile
+ * (kernels_ternary_mma.cu), 12..11 + TW_N a wgmma tile (kernels_ternary_
+ * wgmma.cu; the first mma.sync tile where the GPU cannot run wgmma).
+ * Bit-identical to every other tiling and to the GEMV (integer
+ * accumulation, same epilogue). */
 cudaError_t bn_k_ternary_mma(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, int cols, const bn_qact *a,
                              int n_tok, int tile);
+/* The wgmma GEMM (kernels_ternary_wgmma.cu). */
+#define TW_N 4 /* its tiles: 128x128, 128x64, 64x128, 64x64 (rows x tokens) */
+/* 1 when this process's GPU runs the wgmma kernels (built for sm_90a and
+ * running on compute capability 9.0); checked once per device. */
+int bn_k_wgmma_usable(void);
+/* Finds out (a probe kernel: synchronizes; never call inside a stream
+ * capture) and sets the kernels' shared-memory limit; per device, once.
+ * BITNET_CUDA_WGMMA=0 answers no. */
+void bn_k_wgmma_init(void);
+/* Tile 1..TW_N; cudaErrorNotSupported when !bn_k_wgmma_usable(). */
+cudaError_t bn_k_ternary_wgmma(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, int cols, const bn_qact *a,
+                               int n_tok, int tile);
+/* The tile the cost model picks for this shape (1..TW_N). */
+int bn_k_wgmma_pick(const bn_tern_job *jobs, int n_jobs, int n_tok, int n_sm);
 /* The previous GEMM (one launch per job, 128x64 tiles; tests, benchmarks). */
 cudaError_t bn_k_ternary_mma_v1(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, int cols, const bn_qact *a,
                                 int n_tok);

@@ -22,26 +22,10 @@
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_kernels.cuh"
 #include "kernels/cuda/cuda_mma.cuh"
+#include "kernels/cuda/ternary_gemm.cuh"
 
-#define TM_MASK 0x03030303u
-#define TM_AS 48  /* smem bytes per weight row of a stage (32 used; padding spreads banks) */
 #define TM_BS 144 /* smem bytes per token row of a stage (128 used; 9 x 16: ldmatrix rows on distinct banks) */
 #define TM_ST 3   /* pipeline stages */
-
-struct tm_jobs {
-    bn_tern_job job[BN_TERN_MAX_JOBS];
-    int first_block[BN_TERN_MAX_JOBS + 1]; /* along grid x (row tiles) */
-    int n;
-};
-
-/* Must stay the same arithmetic as store_result (kernels_matmul.cu): the
- * tests compare the two bit for bit. */
-__device__ __forceinline__ void tm_store(const bn_tern_job &j, int r, int t, int acc, const float *as,
-                                         const int32_t *asum) {
-    float v = (float)(acc - asum[t]) * j.scale[r] / as[t];
-    float *y = j.y + (size_t)t * j.rows + r;
-    *y = j.accumulate ? __fadd_rn(*y, v) : v;
-}
 
 /* WM x WN warps, each 32 rows x 32 tokens (2 x 4 mma tiles), times KS
  * k-groups: group kg does k-steps [kg * 4/KS, (kg + 1) * 4/KS) of every
@@ -62,11 +46,8 @@ __global__ void __launch_bounds__(WM *WN *KS * 32)
     __shared__ __align__(16) uint8_t smem[TM_ST * (SA + SB)];
     pdl_wait();
     pdl_launch();
-    /* Constant indices only: a run-time index would copy J to local memory. */
-    int b = blockIdx.x, fb = 0;
-    bn_tern_job j = J.job[0];
-    if (J.n > 1 && b >= J.first_block[1]) j = J.job[1], fb = J.first_block[1];
-    if (J.n > 2 && b >= J.first_block[2]) j = J.job[2], fb = J.first_block[2];
+    int b = blockIdx.x, fb;
+    const bn_tern_job j = tm_job_of(J, b, &fb);
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int kg = warp / NW, wi = warp % NW, wm = wi % WM, wn = wi / WM, g = lane >> 2, tg = lane & 3;
     const int row0 = (b - fb) * BM, tok0 = blockIdx.y * BN, nk = cols / 128;
@@ -208,7 +189,7 @@ static int tm_sm_count(void) {
  * the warps resident on the SM until 4 (one per scheduler: each warp issues 32
  * independent mma per k-tile) and the factor tm_f above. Picks among the
  * tiles without k-groups. */
-static int tm_pick(const bn_tern_job *jobs, int n_jobs, int n_tok, int n_sm) {
+static int tm_pick_mma(const bn_tern_job *jobs, int n_jobs, int n_tok, int n_sm) {
     /* Measured (H100, 2B4T shapes, 256-sequence decode steps end to end):
      * 128x64 everywhere 9.04 ms per step against 9.79 for this model's
      * choices, which the kernel benchmark (weights hot in L2) favours but a
@@ -232,14 +213,22 @@ static int tm_pick(const bn_tern_job *jobs, int n_jobs, int n_tok, int n_sm) {
     return best + 1;
 }
 
-/* BITNET_CUDA_TILE=1..TM_N forces one tile for every GEMM (a benchmarking
- * switch); read once. */
+/* Tiles TM_N + 1..TM_N + TW_N are the wgmma kernel's, taken from
+ * TW_MIN_TOK tokens on when this GPU runs it. */
+#define TW_MIN_TOK 64
+static int tm_pick(const bn_tern_job *jobs, int n_jobs, int n_tok, int n_sm) {
+    if (n_tok >= TW_MIN_TOK && bn_k_wgmma_usable()) return TM_N + bn_k_wgmma_pick(jobs, n_jobs, n_tok, n_sm);
+    return tm_pick_mma(jobs, n_jobs, n_tok, n_sm);
+}
+
+/* BITNET_CUDA_TILE=1..TM_N + TW_N forces one tile for every GEMM (a
+ * benchmarking switch); read once. */
 static int tm_forced(void) {
     static int forced = -1; /* a racing first read stores the same value */
     if (forced < 0) {
         const char *e = getenv("BITNET_CUDA_TILE");
         int v = e ? atoi(e) : 0;
-        forced = v >= 1 && v <= TM_N ? v : 0;
+        forced = v >= 1 && v <= TM_N + TW_N ? v : 0;
     }
     return forced;
 }
@@ -247,20 +236,9 @@ static int tm_forced(void) {
 template <int WM, int WN, int KS>
 static cudaError_t tm_launch(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, int cols, const bn_qact *a,
                              int n_tok) {
-    const int bm = WM * 32, bn = WN * 32;
+    const int bn = WN * 32;
     tm_jobs J;
-    J.n = n_jobs;
-    J.first_block[0] = 0;
-    for (int i = 0; i < BN_TERN_MAX_JOBS; i++) {
-        if (i < n_jobs) {
-            J.job[i] = jobs[i];
-            J.first_block[i + 1] = J.first_block[i] + (jobs[i].rows + bm - 1) / bm;
-        } else {
-            J.job[i] = jobs[0];
-            J.first_block[i + 1] = J.first_block[i];
-        }
-    }
-    dim3 grid((unsigned)J.first_block[n_jobs], (unsigned)((n_tok + bn - 1) / bn));
+    dim3 grid((unsigned)tm_make_jobs(jobs, n_jobs, WM * 32, &J), (unsigned)((n_tok + bn - 1) / bn));
     cudaError_t e =
         bn_launch(k_tern_mma2<WM, WN, KS>, grid, WM * WN * KS * 32, 0, st, J, cols, a->q, a->scale, a->sum, n_tok);
     return e != cudaSuccess ? e : cudaGetLastError();
@@ -268,13 +246,18 @@ static cudaError_t tm_launch(cudaStream_t st, const bn_tern_job *jobs, int n_job
 
 cudaError_t bn_k_ternary_mma(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, int cols, const bn_qact *a,
                              int n_tok, int tile) {
-    if (n_jobs < 1 || n_jobs > BN_TERN_MAX_JOBS || cols % 128 || cols <= 0 || n_tok < 1 || tile < 0 || tile > TM_N)
+    if (n_jobs < 1 || n_jobs > BN_TERN_MAX_JOBS || cols % 128 || cols <= 0 || n_tok < 1 || tile < 0 ||
+        tile > TM_N + TW_N)
         return cudaErrorInvalidValue;
     for (int i = 0; i < n_jobs; i++)
         if (jobs[i].rows < 1) return cudaErrorInvalidValue;
     if (n_tok > 65535 * 32) return cudaErrorInvalidValue;
     if (tile == 0) tile = tm_forced();
     if (tile == 0) tile = tm_pick(jobs, n_jobs, n_tok, tm_sm_count());
+    if (tile > TM_N) { /* a wgmma tile; where the GPU cannot run it, the default mma.sync tile */
+        if (bn_k_wgmma_usable()) return bn_k_ternary_wgmma(st, jobs, n_jobs, cols, a, n_tok, tile - TM_N);
+        tile = 1;
+    }
     switch (tile) {
     case 1: return tm_launch<4, 2, 1>(st, jobs, n_jobs, cols, a, n_tok);
     case 2: return tm_launch<2, 2, 1>(st, jobs, n_jobs, cols, a, n_tok);
@@ -290,7 +273,9 @@ cudaError_t bn_k_ternary_mma(cudaStream_t st, const bn_tern_job *jobs, int n_job
     }
 }
 
-extern "C" int bn_cuda_kernel_ternary_tiles(void) { return TM_N; }
+extern "C" int bn_cuda_kernel_ternary_tiles(void) { return TM_N + TW_N; }
+
+extern "C" int bn_cuda_kernel_wgmma_usable(void) { return bn_k_wgmma_usable(); }
 
 /* ------------------------------------------- test and benchmark hooks -- */
 
@@ -322,7 +307,7 @@ static cudaError_t tm_timed(F fn, int reps, float *ms) {
 
 extern "C" int bn_cuda_kernel_ternary(int variant, int n_mat, const bn_cuda_ternary *const *w, const int *rows,
                                       float *const *y, int cols, const bn_qact *a, int n_tok, int reps, float *ms) {
-    if (n_mat < 1 || n_mat > BN_TERN_MAX_JOBS || variant < 0 || variant > TM_N + 1) return (int)cudaErrorInvalidValue;
+    if (n_mat < 1 || n_mat > BN_TERN_MAX_JOBS || variant < 0 || variant > TM_N + TW_N + 1) return (int)cudaErrorInvalidValue;
     bn_tern_job jobs[BN_TERN_MAX_JOBS];
     for (int i = 0; i < n_mat; i++) {
         jobs[i].codes = w[i]->codes;

@@ -1,0 +1,264 @@
+/* Ternary × int8 GEMM on the warpgroup tensor-core instructions of sm_90a
+ * (wgmma.mma_async m64nNk32 s8), for steps of 64 or more tokens.
+ *
+ * Why: the mma.sync GEMM (kernels_ternary_mma.cu) stays latency-bound on an
+ * H100 (ncu on a 256-sequence decode step: 25 % occupancy, 0.68 eligible
+ * warps of 3.5, 250–345 TOP/s): every warp issues its own chain of 16x8x32
+ * products, each fed by ldmatrix. One wgmma multiplies 64 rows by up to 128
+ * tokens by 32 k-values, reads its activations straight from shared memory
+ * and runs asynchronously, so a warpgroup issues 4 instructions per 128-wide
+ * k-tile instead of 32 per warp.
+ *
+ * Operands: A (weights) from registers, built exactly as for mma.sync — the
+ * fragment layout of one warp of the warpgroup is mma.m16n8k32's (see
+ * cuda_wgmma.cuh) — from 32-bit words of 2-bit codes (shift 6 - 2ks, mask
+ * 0x03030303: codes c = w + 1 of 4 consecutive weights). B (activations)
+ * from shared memory in the 128-byte swizzled layout that cp.async fills one
+ * 16-byte chunk at a time. Σ w·q = Σ c·q − Σ q in int32 and the same float
+ * epilogue as the other kernels (tm_store), so every tile gives the same
+ * bits as the GEMV and the CPU reference.
+ *
+ * Block: NWG warpgroups along rows (64 rows each) sharing one B tile of BN
+ * tokens, TW_ST-stage cp.async pipeline over 128-wide k-tiles. Each k-tile:
+ * wait for its stage, fence it for the async proxy, barrier, start loading
+ * the stage after next, then per warpgroup 4 wgmma (one per 32-wide k-step)
+ * and a wait for them (the A registers are rebuilt for the next tile). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cuda/cuda_common.cuh"
+#include "kernels/cuda/cuda_mma.cuh"
+#include "kernels/cuda/cuda_wgmma.cuh"
+#include "kernels/cuda/ternary_gemm.cuh"
+
+#define TW_ST 4 /* pipeline stages */
+
+template <int BN>
+struct tw_acc; /* the accumulator count and the instruction per tile width */
+template <>
+struct tw_acc<64> {
+    static constexpr int n = 32;
+    static __device__ __forceinline__ void mma(int (&d)[32], unsigned a0, unsigned a1, unsigned a2, unsigned a3,
+                                               unsigned long long b) {
+        bn_wgmma_s8_n64(d, a0, a1, a2, a3, b);
+    }
+};
+template <>
+struct tw_acc<128> {
+    static constexpr int n = 64;
+    static __device__ __forceinline__ void mma(int (&d)[64], unsigned a0, unsigned a1, unsigned a2, unsigned a3,
+                                               unsigned long long b) {
+        bn_wgmma_s8_n128(d, a0, a1, a2, a3, b);
+    }
+};
+
+template <int NWG, int BN>
+struct tw_shape {
+    static constexpr int BM = NWG * 64, T = NWG * 128;
+    static constexpr int SB = BN * 128, SA = BM * TM_AS; /* bytes per stage; SB is a multiple of 1024 */
+    static constexpr size_t smem = (size_t)TW_ST * (SB + SA) + 1024; /* + room to align the B stages */
+};
+
+template <int NWG, int BN>
+__global__ void __launch_bounds__(NWG * 128)
+    k_tern_wgmma(tm_jobs J, int cols, const int8_t *__restrict__ q, const float *__restrict__ as,
+                 const int32_t *__restrict__ asum, int n_tok) {
+#ifdef BN_HAVE_WGMMA
+    using S = tw_shape<NWG, BN>;
+    constexpr int BM = S::BM, T = S::T, SB = S::SB, SA = S::SA;
+    constexpr int A_CH = BM * 2, B_CH = BN * 8;                             /* 16-byte chunks per stage */
+    constexpr int A_PER = (A_CH + T - 1) / T, B_PER = (B_CH + T - 1) / T;     /* per thread */
+    constexpr int NACC = tw_acc<BN>::n;
+    extern __shared__ uint8_t tw_dyn[];
+    /* The swizzle pattern repeats every 1024 bytes from a 1024-byte boundary. */
+    uint8_t *smem = (uint8_t *)(((uintptr_t)tw_dyn + 1023) & ~(uintptr_t)1023);
+    pdl_wait();
+    pdl_launch();
+    int b = blockIdx.x, fb;
+    const bn_tern_job j = tm_job_of(J, b, &fb);
+    const int tid = threadIdx.x, lane = tid & 31, wg = tid >> 7, wq = (tid >> 5) & 3, g = lane >> 2, tg = lane & 3;
+    const int row0 = (b - fb) * BM, tok0 = blockIdx.y * BN, nk = cols / 128;
+    const size_t rb = (size_t)(cols / 4); /* code bytes per row */
+
+    const uint8_t *asrc[A_PER];
+    int aoff[A_PER];
+    bool aval[A_PER], aon[A_PER];
+#pragma unroll
+    for (int i = 0; i < A_PER; i++) {
+        int c = tid + i * T, r = c >> 1, p = c & 1;
+        aon[i] = c < A_CH;
+        aval[i] = aon[i] && row0 + r < j.rows;
+        asrc[i] = j.codes + (size_t)(aval[i] ? row0 + r : 0) * rb + p * 16;
+        aoff[i] = aon[i] ? r * TM_AS + p * 16 : 0;
+    }
+    const int8_t *bsrc[B_PER];
+    int boff[B_PER];
+    bool bval[B_PER], bon[B_PER];
+#pragma unroll
+    for (int i = 0; i < B_PER; i++) {
+        int c = tid + i * T, t = c >> 3, p = c & 7;
+        bon[i] = c < B_CH;
+        bval[i] = bon[i] && tok0 + t < n_tok;
+        bsrc[i] = q + (size_t)(bval[i] ? tok0 + t : 0) * cols + p * 16;
+        boff[i] = bon[i] ? t * 128 + ((p ^ (t & 7)) << 4) : 0; /* the 128-byte swizzle */
+    }
+    auto stage_b = [&](int s) { return smem + s * SB; };
+    auto stage_a = [&](int s) { return smem + TW_ST * SB + s * SA; };
+    auto load = [&](int s, int kt) {
+#pragma unroll
+        for (int i = 0; i < A_PER; i++)
+            if (aon[i]) bn_cp_async16(stage_a(s) + aoff[i], asrc[i] + (size_t)kt * 32, aval[i]);
+#pragma unroll
+        for (int i = 0; i < B_PER; i++)
+            if (bon[i]) bn_cp_async16(stage_b(s) + boff[i], bsrc[i] + (size_t)kt * 128, bval[i]);
+    };
+
+    int acc[NACC];
+#pragma unroll
+    for (int i = 0; i < NACC; i++) acc[i] = 0;
+#pragma unroll
+    for (int s = 0; s < TW_ST - 1; s++) {
+        if (s < nk) load(s, s);
+        bn_cp_async_commit();
+    }
+    const int ar = wg * 64 + wq * 16 + g; /* this thread's A rows: ar, ar + 8 */
+    for (int kt = 0; kt < nk; kt++) {
+        bn_cp_async_wait<TW_ST - 2>();
+        bn_fence_proxy_async(); /* this thread's copies of stage kt, visible to the tensor core */
+        __syncthreads();        /* ... and every other thread's; stage kt-1 is no longer read */
+        int nx = kt + TW_ST - 1;
+        if (nx < nk) load(nx % TW_ST, nx);
+        bn_cp_async_commit();
+        const uint8_t *A = stage_a(kt % TW_ST) + ar * TM_AS + tg * 4, *B = stage_b(kt % TW_ST);
+        unsigned w0 = *(const unsigned *)A, w1 = *(const unsigned *)(A + 8 * TM_AS);
+        unsigned w2 = *(const unsigned *)(A + 16), w3 = *(const unsigned *)(A + 8 * TM_AS + 16);
+        /* All A fragments first: a register written between two wgmma
+         * would make ptxas fence the second one. */
+        unsigned af[4][4];
+#pragma unroll
+        for (int ks = 0; ks < 4; ks++) {
+            const int sh = 6 - 2 * ks;
+            af[ks][0] = (w0 >> sh) & TM_MASK, af[ks][1] = (w1 >> sh) & TM_MASK;
+            af[ks][2] = (w2 >> sh) & TM_MASK, af[ks][3] = (w3 >> sh) & TM_MASK;
+        }
+        bn_wgmma_fence();
+#pragma unroll
+        for (int ks = 0; ks < 4; ks++)
+            tw_acc<BN>::mma(acc, af[ks][0], af[ks][1], af[ks][2], af[ks][3], bn_wgmma_desc_sw128(B + ks * 32));
+        bn_wgmma_commit();
+        bn_wgmma_wait<0>();
+#pragma unroll
+        for (int i = 0; i < NACC; i++) bn_reg_fence(acc[i]);
+    }
+    bn_cp_async_wait<0>();
+#pragma unroll
+    for (int jn = 0; jn < BN / 8; jn++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            int r = row0 + ar + (i >> 1) * 8, t = tok0 + jn * 8 + tg * 2 + (i & 1);
+            if (r < j.rows && t < n_tok) tm_store(j, r, t, acc[jn * 4 + i], as, asum);
+        }
+#else
+    (void)J, (void)cols, (void)q, (void)as, (void)asum, (void)n_tok;
+#endif
+}
+
+/* Tiles 1..TW_N: warpgroups along rows x tokens per block. */
+static const int tw_nwg[TW_N] = {2, 2, 1, 1}, tw_bn[TW_N] = {128, 64, 128, 64};
+
+template <int NWG, int BN>
+static cudaError_t tw_launch(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, int cols, const bn_qact *a,
+                             int n_tok) {
+    tm_jobs J;
+    dim3 grid((unsigned)tm_make_jobs(jobs, n_jobs, NWG * 64, &J), (unsigned)((n_tok + BN - 1) / BN));
+    cudaError_t e = bn_launch(k_tern_wgmma<NWG, BN>, grid, NWG * 128, tw_shape<NWG, BN>::smem, st, J, cols, a->q,
+                              a->scale, a->sum, n_tok);
+    return e != cudaSuccess ? e : cudaGetLastError();
+}
+
+template <int NWG, int BN>
+static cudaError_t tw_allow_smem(void) {
+    return cudaFuncSetAttribute(k_tern_wgmma<NWG, BN>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                (int)tw_shape<NWG, BN>::smem);
+}
+
+/* Writes 1 where this code was built with wgmma (the sm_90a image runs). */
+__global__ void k_wgmma_probe(int *out) {
+#ifdef BN_HAVE_WGMMA
+    *out = 1;
+#else
+    *out = 0;
+#endif
+}
+
+/* Per device: 0 not yet known, 1 usable, 2 not. Filled by bn_k_wgmma_init
+ * at backend creation (never inside a stream capture); a racing fill
+ * stores the same value. */
+static int tw_state[64];
+
+static int tw_device(void) {
+    int dev = -1;
+    return cudaGetDevice(&dev) == cudaSuccess && dev >= 0 && dev < 64 ? dev : -1;
+}
+
+int bn_k_wgmma_usable(void) {
+    int dev = tw_device();
+    return dev >= 0 && tw_state[dev] == 1;
+}
+
+/* BITNET_CUDA_WGMMA=0 keeps the mma.sync kernel everywhere. */
+void bn_k_wgmma_init(void) {
+    int dev = tw_device();
+    if (dev < 0 || tw_state[dev]) return;
+    int ok = 0, major = 0, minor = 0, *d = NULL;
+    const char *env = getenv("BITNET_CUDA_WGMMA");
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess && major == 9 &&
+        minor == 0 && !(env && !strcmp(env, "0")) && cudaMalloc((void **)&d, sizeof *d) == cudaSuccess) {
+        k_wgmma_probe<<<1, 1>>>(d);
+        ok = cudaMemcpy(&ok, d, sizeof ok, cudaMemcpyDeviceToHost) == cudaSuccess ? ok : 0;
+        cudaFree(d);
+        if (ok)
+            ok = tw_allow_smem<2, 128>() == cudaSuccess && tw_allow_smem<2, 64>() == cudaSuccess &&
+                 tw_allow_smem<1, 128>() == cudaSuccess && tw_allow_smem<1, 64>() == cudaSuccess;
+    }
+    cudaGetLastError(); /* a failed probe leaves no error behind */
+    tw_state[dev] = ok ? 1 : 2;
+}
+
+cudaError_t bn_k_ternary_wgmma(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, int cols, const bn_qact *a,
+                               int n_tok, int tile) {
+    if (!bn_k_wgmma_usable()) return cudaErrorNotSupported;
+    if (n_tok > 65535 * 64) return cudaErrorInvalidValue;
+    switch (tile) {
+    case 1: return tw_launch<2, 128>(st, jobs, n_jobs, cols, a, n_tok);
+    case 2: return tw_launch<2, 64>(st, jobs, n_jobs, cols, a, n_tok);
+    case 3: return tw_launch<1, 128>(st, jobs, n_jobs, cols, a, n_tok);
+    case 4: return tw_launch<1, 64>(st, jobs, n_jobs, cols, a, n_tok);
+    default: return cudaErrorInvalidValue;
+    }
+}
+
+/* Cost model: blocks spread evenly over the SMs; the busiest SM runs
+ * per_sm = ceil(blocks / n_sm) tiles of BM x BN multiplies at a rate that
+ * grows with the warpgroups resident at once (at most `fit` blocks by
+ * shared memory; 4 warpgroups per SM keep its tensor cores busy), times a
+ * factor for the smaller tiles' larger share of fixed costs per multiply. */
+int bn_k_wgmma_pick(const bn_tern_job *jobs, int n_jobs, int n_tok, int n_sm) {
+    static const int fit[TW_N] = {2, 3, 2, 4};
+    static const double f[TW_N] = {1.0, 1.1, 1.05, 1.2};
+    int best = 0;
+    double best_cost = 0.0;
+    for (int k = 0; k < TW_N; k++) {
+        int bm = tw_nwg[k] * 64, bn = tw_bn[k];
+        long blocks = 0;
+        for (int i = 0; i < n_jobs; i++) blocks += (jobs[i].rows + bm - 1) / bm;
+        blocks *= (n_tok + bn - 1) / bn;
+        long per_sm = (blocks + n_sm - 1) / n_sm; /* blocks on the busiest SM */
+        long resident = per_sm < fit[k] ? per_sm : fit[k];
+        double wgs = (double)resident * tw_nwg[k], rate = wgs >= 4 ? 1.0 : wgs / 4.0;
+        double cost = (double)per_sm * bm * bn / rate * f[k];
+        if (k == 0 || cost < best_cost * 0.999) best = k, best_cost = cost;
+    }
+    return best + 1;
+}
