@@ -13,6 +13,7 @@
 #ifndef BN_KERNELS_CUDA_CUDA_COMMON_CUH
 #define BN_KERNELS_CUDA_CUDA_COMMON_CUH
 
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <utility>
 
@@ -62,6 +63,31 @@ __device__ T block_reduce(T v, Op op, T *sh) {
     v = sh[0];
     for (int i = 1; i < nw; i++) v = op(v, sh[i]);
     return v;
+}
+
+/* Thread i's part of RoPE + KV store for block (token t, head h) of a step:
+ * rotates pair i of query head h (h < n_head) or of key head h - n_head
+ * (rows of q and k for token t, in place) at position p, and for a key head
+ * stores the rotated pair and the value pair at row p of the head's f16
+ * cache (K and V point at the sequence's cache). The angles are computed in
+ * double, as the CPU does; the products are kept apart (no FMA). */
+__device__ __forceinline__ void rope_pair_store(float *q, float *k, const float *v, __half *K, __half *V, int t, int h,
+                                                int i, int n_head, int n_kv, int hd, int p, float theta, int neox,
+                                                int n_ctx) {
+    int half = hd / 2;
+    double ang = (double)p * pow((double)theta, -2.0 * i / hd);
+    float cs = (float)cos(ang), sn = (float)sin(ang);
+    int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
+    int is_k = h >= n_head, hh = is_k ? h - n_head : h;
+    float *row = is_k ? k + ((size_t)t * n_kv + hh) * hd : q + ((size_t)t * n_head + hh) * hd;
+    float x0 = row[a], x1 = row[b];
+    float y0 = __fsub_rn(__fmul_rn(x0, cs), __fmul_rn(x1, sn)), y1 = __fadd_rn(__fmul_rn(x0, sn), __fmul_rn(x1, cs));
+    row[a] = y0, row[b] = y1;
+    if (!is_k) return;
+    size_t dst = ((size_t)hh * n_ctx + p) * hd;
+    const float *vr = v + ((size_t)t * n_kv + hh) * hd;
+    K[dst + a] = __float2half_rn(y0), K[dst + b] = __float2half_rn(y1);
+    V[dst + a] = __float2half_rn(vr[a]), V[dst + b] = __float2half_rn(vr[b]);
 }
 
 struct op_sum {

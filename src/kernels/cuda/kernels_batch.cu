@@ -68,22 +68,10 @@ __global__ void k_rope_kv_store_batch(float *q, float *k, const float *v, __half
                                       float theta, int neox) {
     pdl_wait();
     pdl_launch();
-    int t = blockIdx.x, h = blockIdx.y, i = threadIdx.x, half = hd / 2;
-    if (i >= half) return;
-    int p = pos[t];
-    double ang = (double)p * pow((double)theta, -2.0 * i / hd);
-    float cs = (float)cos(ang), sn = (float)sin(ang);
-    int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
-    int is_k = h >= n_head, hh = is_k ? h - n_head : h;
-    float *row = is_k ? k + ((size_t)t * n_kv + hh) * hd : q + ((size_t)t * n_head + hh) * hd;
-    float x0 = row[a], x1 = row[b];
-    float y0 = __fsub_rn(__fmul_rn(x0, cs), __fmul_rn(x1, sn)), y1 = __fadd_rn(__fmul_rn(x0, sn), __fmul_rn(x1, cs));
-    row[a] = y0, row[b] = y1;
-    if (!is_k) return;
-    size_t dst = (size_t)seq[t] * (size_t)seq_stride + ((size_t)hh * n_ctx + (size_t)p) * hd;
-    const float *vr = v + ((size_t)t * n_kv + hh) * hd;
-    K[dst + a] = __float2half_rn(y0), K[dst + b] = __float2half_rn(y1);
-    V[dst + a] = __float2half_rn(vr[a]), V[dst + b] = __float2half_rn(vr[b]);
+    if ((int)threadIdx.x >= hd / 2) return;
+    int t = blockIdx.x;
+    size_t off = (size_t)seq[t] * (size_t)seq_stride;
+    rope_pair_store(q, k, v, K + off, V + off, t, blockIdx.y, threadIdx.x, n_head, n_kv, hd, pos[t], theta, neox, n_ctx);
 }
 
 /* Shared memory of k_attn_batch for head_dim hd (bytes): the staged keys,

@@ -214,22 +214,9 @@ __global__ void k_rope_qk_store(float *q, float *k, const float *v, int n_head, 
                                 float theta, int neox, __half *K, __half *V, int n_ctx) {
     pdl_wait();
     pdl_launch();
-    int t = blockIdx.x, h = blockIdx.y, i = threadIdx.x, half = head_dim / 2;
-    if (i >= half) return;
-    int p = (pos.ptr ? *pos.ptr : pos.val) + t;
-    double ang = (double)p * pow((double)theta, -2.0 * i / head_dim);
-    float cs = (float)cos(ang), sn = (float)sin(ang);
-    int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
-    int is_k = h >= n_head, hh = is_k ? h - n_head : h;
-    float *row = is_k ? k + ((size_t)t * n_kv + hh) * head_dim : q + ((size_t)t * n_head + hh) * head_dim;
-    float x0 = row[a], x1 = row[b];
-    float y0 = __fsub_rn(__fmul_rn(x0, cs), __fmul_rn(x1, sn)), y1 = __fadd_rn(__fmul_rn(x0, sn), __fmul_rn(x1, cs));
-    row[a] = y0, row[b] = y1;
-    if (!is_k) return;
-    size_t dst = ((size_t)hh * n_ctx + p) * head_dim;
-    const float *vr = v + ((size_t)t * n_kv + hh) * head_dim;
-    K[dst + a] = __float2half_rn(y0), K[dst + b] = __float2half_rn(y1);
-    V[dst + a] = __float2half_rn(vr[a]), V[dst + b] = __float2half_rn(vr[b]);
+    if ((int)threadIdx.x >= head_dim / 2) return;
+    int p = (pos.ptr ? *pos.ptr : pos.val) + (int)blockIdx.x;
+    rope_pair_store(q, k, v, K, V, blockIdx.x, blockIdx.y, threadIdx.x, n_head, n_kv, head_dim, p, theta, neox, n_ctx);
 }
 
 cudaError_t bn_k_rope_qk_store(cudaStream_t st, float *q, float *k, const float *v, int n_tok, int n_head, int n_kv,
