@@ -205,7 +205,9 @@ static void test_quantize(void **state) {
 static void test_rmsnorm(void **state) {
     fixture *f = *state;
     NEED_GPU(f);
-    const int shapes[][2] = {{1, 2560}, {5, 333}, {40, 6912}};
+    /* 64 rows or more take the kernel with fewer threads per row. */
+    const int shapes[][2] = {{1, 2560}, {5, 333}, {40, 6912}, {64, 2560}, {100, 1001}, {70, 6912}, {65, 3900},
+                             {66, 9000}};
     for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
         int n_tok = shapes[c][0], dim = shapes[c][1];
         size_t n = (size_t)n_tok * dim;

@@ -18,6 +18,7 @@ extern "C" {
 }
 
 #define ROW_THREADS 512
+#define ROW_SMALL_MIN 64 /* rows from which k_row_fused runs with fewer threads per row */
 
 /* Quantizes row t (already in `xt`, written by this same thread pattern). */
 __device__ void quantize_row(const float *xt, int dim, int t, float amax, const bn_qact &qa) {
@@ -41,8 +42,8 @@ __device__ void quantize_row(const float *xt, int dim, int t, float amax, const 
  * so memory is read once): optionally x = act(x)·u first (the GLU), then
  * optionally RMSNorm with w, then optionally int8 quantization into qa.
  * out receives the (GLU'd, normed) row; it may equal x. */
-template <int PER>
-__global__ void __launch_bounds__(ROW_THREADS)
+template <int PER, int NT>
+__global__ void __launch_bounds__(NT)
     k_row_fused(const float *x, const float *u, int relu2, const float *w, int dim, float eps, float *out, bn_qact qa,
                 int quant) {
     pdl_wait();
@@ -55,7 +56,7 @@ __global__ void __launch_bounds__(ROW_THREADS)
     float v[PER];
 #pragma unroll
     for (int k = 0; k < PER; k++) {
-        int i = threadIdx.x + k * ROW_THREADS;
+        int i = threadIdx.x + k * NT;
         v[k] = i < dim ? xt[i] : 0.0f;
         if (u && i < dim) v[k] = glu_one(v[k], u[(size_t)t * dim + i], relu2);
     }
@@ -67,14 +68,14 @@ __global__ void __launch_bounds__(ROW_THREADS)
         float r = (float)(1.0 / sqrt(ss / dim + (double)eps));
 #pragma unroll
         for (int k = 0; k < PER; k++) {
-            int i = threadIdx.x + k * ROW_THREADS;
+            int i = threadIdx.x + k * NT;
             if (i < dim) v[k] = __fmul_rn(__fmul_rn(v[k], r), w[i]);
         }
     }
     float amax = 0.0f;
 #pragma unroll
     for (int k = 0; k < PER; k++) {
-        int i = threadIdx.x + k * ROW_THREADS;
+        int i = threadIdx.x + k * NT;
         if (i < dim) out[(size_t)t * dim + i] = v[k];
         amax = fmaxf(amax, fabsf(v[k]));
     }
@@ -84,7 +85,7 @@ __global__ void __launch_bounds__(ROW_THREADS)
     int sum = 0;
 #pragma unroll
     for (int k = 0; k < PER; k++) {
-        int i = threadIdx.x + k * ROW_THREADS;
+        int i = threadIdx.x + k * NT;
         if (i < dim) {
             int q = quant_one(v[k], s);
             qa.q[(size_t)t * dim + i] = (int8_t)q;
@@ -135,12 +136,25 @@ cudaError_t bn_k_row_fused(cudaStream_t st, const float *x, const float *u, int 
     bn_qact none = {NULL, NULL, NULL};
     bn_qact q = qa ? *qa : none;
     int relu2 = act == BN_GLU_RELU2, quant = qa != NULL;
-    if (dim <= 4 * ROW_THREADS)
-        bn_launch(k_row_fused<4>, n_tok, ROW_THREADS, 0, st, x, u, relu2, w, dim, eps, out, q, quant);
+    /* Steps of many rows (prompts, batches): a row per block of 128 or 256
+     * threads, whose three block reductions wait on 4 or 8 warps instead of
+     * 16. One-token steps keep 512 threads (the decode GEMV prologues mirror
+     * that kernel). A given n_tok always takes the same kernel, so fused and
+     * op-by-op steps still agree bit for bit. */
+    if (n_tok >= ROW_SMALL_MIN && dim <= 8 * 128)
+        bn_launch(k_row_fused<8, 128>, n_tok, 128, 0, st, x, u, relu2, w, dim, eps, out, q, quant);
+    else if (n_tok >= ROW_SMALL_MIN && dim <= 20 * 128)
+        bn_launch(k_row_fused<20, 128>, n_tok, 128, 0, st, x, u, relu2, w, dim, eps, out, q, quant);
+    else if (n_tok >= ROW_SMALL_MIN && dim <= 32 * 128)
+        bn_launch(k_row_fused<32, 128>, n_tok, 128, 0, st, x, u, relu2, w, dim, eps, out, q, quant);
+    else if (n_tok >= ROW_SMALL_MIN && dim <= 32 * 256)
+        bn_launch(k_row_fused<32, 256>, n_tok, 256, 0, st, x, u, relu2, w, dim, eps, out, q, quant);
+    else if (dim <= 4 * ROW_THREADS)
+        bn_launch(k_row_fused<4, ROW_THREADS>, n_tok, ROW_THREADS, 0, st, x, u, relu2, w, dim, eps, out, q, quant);
     else if (dim <= 12 * ROW_THREADS)
-        bn_launch(k_row_fused<12>, n_tok, ROW_THREADS, 0, st, x, u, relu2, w, dim, eps, out, q, quant);
+        bn_launch(k_row_fused<12, ROW_THREADS>, n_tok, ROW_THREADS, 0, st, x, u, relu2, w, dim, eps, out, q, quant);
     else if (dim <= 32 * ROW_THREADS)
-        bn_launch(k_row_fused<32>, n_tok, ROW_THREADS, 0, st, x, u, relu2, w, dim, eps, out, q, quant);
+        bn_launch(k_row_fused<32, ROW_THREADS>, n_tok, ROW_THREADS, 0, st, x, u, relu2, w, dim, eps, out, q, quant);
     else if (!u && w)
         bn_launch(k_rmsnorm, n_tok, ROW_THREADS, 0, st, x, w, dim, eps, out, q, quant);
     else
