@@ -407,6 +407,13 @@ typedef struct bitnet_generate_params {
     int detok_flags;       /* BITNET_DETOK_* for the generated text (default 0)  */
     bitnet_piece_fn on_piece; /* may be NULL                                     */
     void *user;            /* passed to on_piece                                 */
+    int pick_on_device;    /* 1: with a greedy sampler (bitnet_sampler_is_greedy)
+                              each token is picked where the model runs, as by
+                              bitnet_eval_batch_greedy (on a GPU 4 bytes come back
+                              per token instead of n_vocab floats); no logits are
+                              kept: bitnet_get_logits returns NULL inside on_piece
+                              and after the run. Other samplers are unaffected.
+                              0 (default): the logits of each step are kept     */
 } bitnet_generate_params;
 
 void bitnet_generate_params_default(bitnet_generate_params *params);

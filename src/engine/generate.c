@@ -1,10 +1,11 @@
 /* Text generation (public API in bitnet.h, "generation"), written against the
- * public API only: bitnet_eval / bitnet_get_logits, the sampler, the tokenizer
+ * public API only: bitnet_eval / bitnet_get_logits (or, for a greedy sampler
+ * with pick_on_device, bitnet_eval_batch_greedy), the sampler, the tokenizer
  * and its streaming detokenizer.
  *
  * Invariants of the token loop:
  *  1. On entry to each step the context's last logits are those of the last
- *     token in the KV cache.
+ *     token in the KV cache (with pick_on_device: r->next is their argmax).
  *  2. Every sampled token is accepted into the sampler's history before the
  *     next sample.
  *  3. The run ends on a sampled token that is not evaluated (stats.last_token):
@@ -41,7 +42,35 @@ typedef struct gen_run {
     bitnet_detok *detok;
     bitnet_generate_stats *st;
     int n_vocab, n_ctx;
+    int on_device; /* pick_on_device with a greedy sampler: the evals pick */
+    int32_t next;  /* ... and this is the pick of the last one */
 } gen_run;
+
+/* Evaluates n tokens, keeping the last one's logits or (on_device) its
+ * greedy pick in r->next. */
+static bitnet_status eval_last(gen_run *r, const int32_t *tokens, int n, bitnet_error *err) {
+    if (!r->on_device) return bitnet_eval(r->ctx, tokens, n, BITNET_LOGITS_LAST, err);
+    int32_t one, *picks = n == 1 ? &one : malloc((size_t)n * sizeof *picks);
+    if (!picks) return bn_fail(err, BITNET_E_NOMEM, "out of memory");
+    bitnet_batch b = {n, tokens, NULL, NULL};
+    bitnet_status rc = bitnet_eval_batch_greedy(r->ctx, &b, picks, err);
+    if (rc == BITNET_OK) r->next = picks[n - 1];
+    if (picks != &one) free(picks);
+    if (rc == BITNET_OK && r->next < 0) rc = bn_fail(err, BITNET_E_INTERNAL, "no greedy pick for the last token");
+    return rc;
+}
+
+/* The next token: the pick made with the eval, or a sample of its logits. */
+static bitnet_status next_token(gen_run *r, int32_t *t, bitnet_error *err) {
+    if (r->on_device) {
+        *t = r->next;
+        return BITNET_OK;
+    }
+    const float *logits = bitnet_get_logits(r->ctx, -1);
+    if (!logits) return bn_fail(err, BITNET_E_INTERNAL, "no logits to sample from");
+    *t = bitnet_sampler_sample(r->smp, logits, r->n_vocab);
+    return *t < 0 ? bn_fail(err, BITNET_E_NOMEM, "out of memory in the sampler") : BITNET_OK;
+}
 
 /* Passes text to the callback; 1 when it asks to stop. */
 static int emit(gen_run *r, const char *text, size_t len, int32_t token) {
@@ -51,10 +80,9 @@ static int emit(gen_run *r, const char *text, size_t len, int32_t token) {
 /* Samples, records and emits one token. Returns BITNET_OK and sets *stop
  * (BITNET_STOP_NONE to go on). */
 static bitnet_status step(gen_run *r, bitnet_stop_reason *stop, bitnet_error *err) {
-    const float *logits = bitnet_get_logits(r->ctx, -1);
-    if (!logits) return bn_fail(err, BITNET_E_INTERNAL, "no logits to sample from");
-    int32_t t = bitnet_sampler_sample(r->smp, logits, r->n_vocab);
-    if (t < 0) return bn_fail(err, BITNET_E_NOMEM, "out of memory in the sampler");
+    int32_t t = -1;
+    bitnet_status rc = next_token(r, &t, err);
+    if (rc) return rc;
     bitnet_sampler_accept(r->smp, t);
     r->st->last_token = t;
     if (!r->p->ignore_eog && bitnet_tokenizer_is_eog(r->tok, t)) {
@@ -64,7 +92,7 @@ static bitnet_status step(gen_run *r, bitnet_stop_reason *stop, bitnet_error *er
     r->st->n_generated++;
     const char *text = NULL;
     size_t len = 0;
-    bitnet_status rc = bitnet_detok_feed(r->detok, t, &text, &len, err);
+    rc = bitnet_detok_feed(r->detok, t, &text, &len, err);
     if (rc) return rc;
     if (emit(r, text, len, t)) *stop = BITNET_STOP_CANCELLED;
     else if (r->p->n_predict >= 0 && r->st->n_generated >= r->p->n_predict) *stop = BITNET_STOP_LENGTH;
@@ -78,7 +106,7 @@ static bitnet_status token_loop(gen_run *r, bitnet_error *err) {
     while (stop == BITNET_STOP_NONE) {
         rc = step(r, &stop, err);
         if (rc == BITNET_OK && stop == BITNET_STOP_NONE)
-            rc = bitnet_eval(r->ctx, &r->st->last_token, 1, BITNET_LOGITS_LAST, err);
+            rc = eval_last(r, &r->st->last_token, 1, err);
         if (rc) break;
     }
     r->st->stop = stop;
@@ -123,13 +151,14 @@ bitnet_status bitnet_generate(bitnet_context *ctx, const bitnet_tokenizer *tok, 
     if (stats) *stats = st;
     bitnet_status rc = check_args(ctx, tok, smp, prompt, n_prompt, &p, err);
     if (rc) return rc;
-    gen_run r = {ctx, tok, smp, &p, NULL, &st, bitnet_tokenizer_n_vocab(tok), bitnet_context_n_ctx(ctx)};
+    gen_run r = {ctx, tok, smp, &p, NULL, &st, bitnet_tokenizer_n_vocab(tok), bitnet_context_n_ctx(ctx),
+                 p.pick_on_device && bitnet_sampler_is_greedy(smp), -1};
     if ((rc = bitnet_detok_new(tok, p.detok_flags, &r.detok, err))) return rc;
 
     if (p.accept_prompt)
         for (int i = 0; i < n_prompt; i++) bitnet_sampler_accept(smp, prompt[i]);
     double t0 = now_ms();
-    rc = bitnet_eval(ctx, prompt, n_prompt, BITNET_LOGITS_LAST, err);
+    rc = eval_last(&r, prompt, n_prompt, err);
     double t1 = now_ms();
     if (rc == BITNET_OK) {
         st.n_prompt = n_prompt;

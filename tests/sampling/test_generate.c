@@ -399,6 +399,69 @@ static void test_chat_context_full(void **state) {
     bitnet_context_free(ctx);
 }
 
+/* One run of 24 tokens (end-of-generation ignored) with pick_on_device set or
+ * not; *logits_after says whether the context kept logits. */
+static void run_pick(bitnet_sampler *smp, int on_device, sink *s, int *n_past, int *logits_after) {
+    bitnet_context *ctx = new_ctx(128);
+    int32_t ids[32];
+    int n = tokenize("Once upon a time, there was a little", -1, ids, 32);
+    bitnet_generate_params p;
+    bitnet_generate_params_default(&p);
+    p.n_predict = 24;
+    p.ignore_eog = 1;
+    p.on_piece = collect;
+    p.user = s;
+    p.pick_on_device = on_device;
+    bitnet_generate_stats st;
+    assert_int_equal(bitnet_generate(ctx, tok, smp, ids, n, &p, &st, NULL), BITNET_OK);
+    assert_int_equal(st.stop, BITNET_STOP_LENGTH);
+    assert_int_equal(st.n_generated, 24);
+    assert_int_equal(st.last_token, s->ids[23]);
+    *n_past = bitnet_context_n_past(ctx);
+    *logits_after = bitnet_get_logits(ctx, -1) != NULL;
+    bitnet_context_free(ctx);
+}
+
+/* pick_on_device: a greedy sampler's tokens come from the evals' own picks
+ * (no logits kept) and equal the sampled ones; any other sampler still
+ * samples the logits, unchanged. */
+static void test_pick_on_device(void **state) {
+    (void)state;
+    static sink a, b;
+    int na, nb, la, lb;
+    bitnet_sampler *g = greedy();
+    memset(&a, 0, sizeof a), memset(&b, 0, sizeof b);
+    run_pick(g, 0, &a, &na, &la);
+    run_pick(g, 1, &b, &nb, &lb);
+    assert_int_equal(a.n, 24);
+    assert_memory_equal(a.ids, b.ids, 24 * sizeof a.ids[0]);
+    assert_string_equal(a.text, b.text);
+    assert_int_equal(na, nb); /* the last token is still not evaluated */
+    assert_true(la && !lb);   /* the picks kept no logits */
+    bitnet_sampler_free(g);
+
+    bitnet_sampler_params sp;
+    bitnet_sampler_params_default(&sp);
+    sp.seed = 1234;
+    sp.temperature = 1.5f; /* far from greedy: the runs would differ if one were */
+    bitnet_sampler *r = NULL;
+    assert_int_equal(bitnet_sampler_new(&sp, &r, NULL), BITNET_OK);
+    memset(&a, 0, sizeof a), memset(&b, 0, sizeof b);
+    run_pick(r, 0, &a, &na, &la);
+    bitnet_sampler_free(r);
+    assert_int_equal(bitnet_sampler_new(&sp, &r, NULL), BITNET_OK);
+    run_pick(r, 1, &b, &nb, &lb);
+    bitnet_sampler_free(r);
+    assert_memory_equal(a.ids, b.ids, 24 * sizeof a.ids[0]);
+    assert_true(la && lb);
+    static sink c;
+    memset(&c, 0, sizeof c);
+    g = greedy();
+    run_pick(g, 1, &c, &nb, &lb);
+    bitnet_sampler_free(g);
+    assert_true(memcmp(a.ids, c.ids, 24 * sizeof a.ids[0]) != 0); /* the sampled run is not the greedy one */
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy_matches_reference),
@@ -410,6 +473,7 @@ int main(void) {
         cmocka_unit_test(test_streamed_text),
         cmocka_unit_test(test_chat_session_cache),
         cmocka_unit_test(test_chat_context_full),
+        cmocka_unit_test(test_pick_on_device),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -189,6 +189,7 @@ static int generate(const run_opts *o, bitnet_context *ctx, const bitnet_tokeniz
     gp.ignore_eog = o->ignore_eos;
     gp.on_piece = on_piece;
     gp.user = &sink;
+    gp.pick_on_device = 1; /* on_piece reads no logits: a GPU picks greedy tokens itself */
     bitnet_generate_stats st;
     bitnet_error err;
     bitnet_context_set_profiling(ctx, o->profile);
