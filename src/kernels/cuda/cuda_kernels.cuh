@@ -76,8 +76,7 @@ cudaError_t bn_k_ternary(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, i
 cudaError_t bn_k_ternary_mma(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, int cols, const bn_qact *a,
                              int n_tok, int tile);
 /* The wgmma GEMM (kernels_ternary_wgmma.cu). */
-#define TW_N 8 /* its tiles: 128x128, 128x64, 64x128, 64x64 (rows x tokens), then the same
-                  * with a k-tile's products overlapping the next tile's */
+#define TW_N 4 /* its tiles: 128x128, 128x64, 64x128, 64x64 (rows x tokens) */
 /* 1 when this process's GPU runs the wgmma kernels (built for sm_90a and
  * running on compute capability 9.0); checked once per device. */
 int bn_k_wgmma_usable(void);

@@ -59,7 +59,7 @@ struct tw_shape {
     static constexpr size_t smem = (size_t)TW_ST * (SB + SA) + 1024; /* + room to align the B stages */
 };
 
-template <int NWG, int BN, int OV>
+template <int NWG, int BN>
 __global__ void __launch_bounds__(NWG * 128)
     k_tern_wgmma(tm_jobs J, int cols, const int8_t *__restrict__ q, const float *__restrict__ as,
                  const int32_t *__restrict__ asum, int n_tok) {
@@ -69,11 +69,6 @@ __global__ void __launch_bounds__(NWG * 128)
     constexpr int A_CH = BM * 2, B_CH = BN * 8;                             /* 16-byte chunks per stage */
     constexpr int A_PER = (A_CH + T - 1) / T, B_PER = (B_CH + T - 1) / T;     /* per thread */
     constexpr int NACC = tw_acc<BN>::n;
-    /* OV = 1: a k-tile's wgmma still run while the next tile's are issued
-     * (wait for all but the newest group), so a stage is refilled only two
-     * tiles after it was read; OV = 0: wait for each tile's group, refill
-     * the stage read one tile ago. */
-    constexpr int D = OV ? TW_ST - 2 : TW_ST - 1; /* tiles loaded ahead */
     extern __shared__ uint8_t tw_dyn[];
     /* The swizzle pattern repeats every 1024 bytes from a 1024-byte boundary. */
     uint8_t *smem = (uint8_t *)(((uintptr_t)tw_dyn + 1023) & ~(uintptr_t)1023);
@@ -122,16 +117,16 @@ __global__ void __launch_bounds__(NWG * 128)
 #pragma unroll
     for (int i = 0; i < NACC; i++) acc[i] = 0;
 #pragma unroll
-    for (int s = 0; s < D; s++) {
+    for (int s = 0; s < TW_ST - 1; s++) {
         if (s < nk) load(s, s);
         bn_cp_async_commit();
     }
     const int ar = wg * 64 + wq * 16 + g; /* this thread's A rows: ar, ar + 8 */
     for (int kt = 0; kt < nk; kt++) {
-        bn_cp_async_wait<D - 1>();
+        bn_cp_async_wait<TW_ST - 2>();
         bn_fence_proxy_async(); /* this thread's copies of stage kt, visible to the tensor core */
-        __syncthreads();        /* ... and every other thread's; stage kt-1 (OV: kt-2) is no longer read */
-        int nx = kt + D;
+        __syncthreads();        /* ... and every other thread's; stage kt-1 is no longer read */
+        int nx = kt + TW_ST - 1;
         if (nx < nk) load(nx % TW_ST, nx);
         bn_cp_async_commit();
         const uint8_t *A = stage_a(kt % TW_ST) + ar * TM_AS + tg * 4, *B = stage_b(kt % TW_ST);
@@ -151,13 +146,10 @@ __global__ void __launch_bounds__(NWG * 128)
         for (int ks = 0; ks < 4; ks++)
             tw_acc<BN>::mma(acc, af[ks][0], af[ks][1], af[ks][2], af[ks][3], bn_wgmma_desc_sw128(B + ks * 32));
         bn_wgmma_commit();
-        bn_wgmma_wait<OV>();
+        bn_wgmma_wait<0>();
 #pragma unroll
         for (int i = 0; i < NACC; i++) bn_reg_fence(acc[i]);
     }
-    bn_wgmma_wait<0>();
-#pragma unroll
-    for (int i = 0; i < NACC; i++) bn_reg_fence(acc[i]);
     bn_cp_async_wait<0>();
 #pragma unroll
     for (int jn = 0; jn < BN / 8; jn++)
@@ -171,29 +163,23 @@ __global__ void __launch_bounds__(NWG * 128)
 #endif
 }
 
-/* Shapes 1..TW_SHAPES: warpgroups along rows x tokens per block; tiles
- * 1..TW_SHAPES run them with OV = 0, the next TW_SHAPES with OV = 1. */
-#define TW_SHAPES 4
-static const int tw_nwg[TW_SHAPES] = {2, 2, 1, 1}, tw_bn[TW_SHAPES] = {128, 64, 128, 64};
+/* Tiles 1..TW_N: warpgroups along rows x tokens per block. */
+static const int tw_nwg[TW_N] = {2, 2, 1, 1}, tw_bn[TW_N] = {128, 64, 128, 64};
 
-template <int NWG, int BN, int OV>
+template <int NWG, int BN>
 static cudaError_t tw_launch(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, int cols, const bn_qact *a,
                              int n_tok) {
     tm_jobs J;
     dim3 grid((unsigned)tm_make_jobs(jobs, n_jobs, NWG * 64, &J), (unsigned)((n_tok + BN - 1) / BN));
-    cudaError_t e = bn_launch(k_tern_wgmma<NWG, BN, OV>, grid, NWG * 128, tw_shape<NWG, BN>::smem, st, J, cols, a->q,
+    cudaError_t e = bn_launch(k_tern_wgmma<NWG, BN>, grid, NWG * 128, tw_shape<NWG, BN>::smem, st, J, cols, a->q,
                               a->scale, a->sum, n_tok);
     return e != cudaSuccess ? e : cudaGetLastError();
 }
 
 template <int NWG, int BN>
 static cudaError_t tw_allow_smem(void) {
-    cudaError_t e = cudaFuncSetAttribute(k_tern_wgmma<NWG, BN, 0>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         (int)tw_shape<NWG, BN>::smem);
-    if (e == cudaSuccess)
-        e = cudaFuncSetAttribute(k_tern_wgmma<NWG, BN, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 (int)tw_shape<NWG, BN>::smem);
-    return e;
+    return cudaFuncSetAttribute(k_tern_wgmma<NWG, BN>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                (int)tw_shape<NWG, BN>::smem);
 }
 
 /* Writes 1 where this code was built with wgmma (the sm_90a image runs). */
@@ -245,14 +231,10 @@ cudaError_t bn_k_ternary_wgmma(cudaStream_t st, const bn_tern_job *jobs, int n_j
     if (!bn_k_wgmma_usable()) return cudaErrorNotSupported;
     if (n_tok > 65535 * 64) return cudaErrorInvalidValue;
     switch (tile) {
-    case 1: return tw_launch<2, 128, 0>(st, jobs, n_jobs, cols, a, n_tok);
-    case 2: return tw_launch<2, 64, 0>(st, jobs, n_jobs, cols, a, n_tok);
-    case 3: return tw_launch<1, 128, 0>(st, jobs, n_jobs, cols, a, n_tok);
-    case 4: return tw_launch<1, 64, 0>(st, jobs, n_jobs, cols, a, n_tok);
-    case 5: return tw_launch<2, 128, 1>(st, jobs, n_jobs, cols, a, n_tok);
-    case 6: return tw_launch<2, 64, 1>(st, jobs, n_jobs, cols, a, n_tok);
-    case 7: return tw_launch<1, 128, 1>(st, jobs, n_jobs, cols, a, n_tok);
-    case 8: return tw_launch<1, 64, 1>(st, jobs, n_jobs, cols, a, n_tok);
+    case 1: return tw_launch<2, 128>(st, jobs, n_jobs, cols, a, n_tok);
+    case 2: return tw_launch<2, 64>(st, jobs, n_jobs, cols, a, n_tok);
+    case 3: return tw_launch<1, 128>(st, jobs, n_jobs, cols, a, n_tok);
+    case 4: return tw_launch<1, 64>(st, jobs, n_jobs, cols, a, n_tok);
     default: return cudaErrorInvalidValue;
     }
 }
@@ -263,11 +245,11 @@ cudaError_t bn_k_ternary_wgmma(cudaStream_t st, const bn_tern_job *jobs, int n_j
  * shared memory; 4 warpgroups per SM keep its tensor cores busy), times a
  * factor for the smaller tiles' larger share of fixed costs per multiply. */
 int bn_k_wgmma_pick(const bn_tern_job *jobs, int n_jobs, int n_tok, int n_sm) {
-    static const int fit[TW_SHAPES] = {2, 3, 2, 4};
-    static const double f[TW_SHAPES] = {1.0, 1.1, 1.05, 1.2};
+    static const int fit[TW_N] = {2, 3, 2, 4};
+    static const double f[TW_N] = {1.0, 1.1, 1.05, 1.2};
     int best = 0;
     double best_cost = 0.0;
-    for (int k = 0; k < TW_SHAPES; k++) {
+    for (int k = 0; k < TW_N; k++) {
         int bm = tw_nwg[k] * 64, bn = tw_bn[k];
         long blocks = 0;
         for (int i = 0; i < n_jobs; i++) blocks += (jobs[i].rows + bm - 1) / bm;
