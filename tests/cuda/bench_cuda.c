@@ -294,10 +294,9 @@ static void bench_ternary(bench *b, int quick) {
     int n_tiles = bn_cuda_kernel_ternary_tiles();
     static const char *tiles[] = {"?",         "128x64",    "64x64",     "128x32",    "64x32",     "128x64/k2",
                                   "64x64/k2",  "128x32/k2", "64x32/k2",  "128x32/k4", "64x64/k4",  "64x32/k4",
-                                  "wg128x128", "wg128x64",  "wg64x128",  "wg64x64",   "wo128x128",
-                                  "wo128x64",  "wo64x128",  "wo64x64"};
-    if (n_tiles > 19) n_tiles = 19;
-    printf("wgmma tiles (wg...; wo...: products of one k-tile overlapping the next): %s\n",
+                                  "wg128x128", "wg128x64",  "wg64x128",  "wg64x64",   "wg64x32"};
+    if (n_tiles > 16) n_tiles = 16;
+    printf("wgmma tiles (wg...): %s\n",
            bn_cuda_kernel_wgmma_usable() ? "run" : "not usable here (they run the 128x64 mma.sync tile)");
     printf("ternary GEMM TOP/s (2 ops per weight x token; previous = 128x64 tiles, a launch per matrix; now = what "
            "bn_k_ternary runs; then each tile forced: rows x tokens [/kN: N k-groups of warps]):\n");
@@ -311,7 +310,7 @@ static void bench_ternary(bench *b, int quick) {
                 wd[i] = (const bn_cuda_ternary *)sh[c].w[i]->dev;
                 ops += 2.0 * rows[i] * cols * n_tok;
             }
-            float ms[21];
+            float ms[18];
             int rc = 0;
             for (int v = 0; v <= n_tiles + 1 && !rc; v++)
                 rc = bn_cuda_kernel_ternary(v, sh[c].n, wd, rows, gy, cols, &a, n_tok, quick ? 5 : 20, &ms[v]);

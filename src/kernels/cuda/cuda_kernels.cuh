@@ -76,8 +76,7 @@ cudaError_t bn_k_ternary(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, i
 cudaError_t bn_k_ternary_mma(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, int cols, const bn_qact *a,
                              int n_tok, int tile);
 /* The wgmma GEMM (kernels_ternary_wgmma.cu). */
-#define TW_N 8 /* its tiles: 128x128, 128x64, 64x128, 64x64 (rows x tokens), then the same
-                  * with a k-tile's products overlapping the next tile's */
+#define TW_N 5 /* its tiles: 128x128, 128x64, 64x128, 64x64, 64x32 (rows x tokens) */
 /* 1 when this process's GPU runs the wgmma kernels (built for sm_90a and
  * running on compute capability 9.0); checked once per device. */
 int bn_k_wgmma_usable(void);
@@ -88,7 +87,7 @@ void bn_k_wgmma_init(void);
 /* Tile 1..TW_N; cudaErrorNotSupported when !bn_k_wgmma_usable(). */
 cudaError_t bn_k_ternary_wgmma(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, int cols, const bn_qact *a,
                                int n_tok, int tile);
-/* The tile the cost model picks for this shape (1..TW_N). */
+/* The tile chosen for a step of n_tok tokens (1..TW_N; measured rule). */
 int bn_k_wgmma_pick(const bn_tern_job *jobs, int n_jobs, int n_tok, int n_sm);
 /* The previous GEMM (one launch per job, 128x64 tiles; tests, benchmarks). */
 cudaError_t bn_k_ternary_mma_v1(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, int cols, const bn_qact *a,

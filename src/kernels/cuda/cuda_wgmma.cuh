@@ -72,6 +72,24 @@ __device__ __forceinline__ void bn_fence_proxy_async() {
  * (the accumulators belong to the tensor core until the wait). */
 __device__ __forceinline__ void bn_reg_fence(int &r) { asm volatile("" : "+r"(r)::"memory"); }
 
+/* d += a · b: 64 x 32 x 32, a from registers (see above), b from the descriptor. */
+__device__ __forceinline__ void bn_wgmma_s8_n32(int (&d)[16], unsigned a0, unsigned a1, unsigned a2, unsigned a3,
+                                              unsigned long long bdesc) {
+#ifdef BN_HAVE_WGMMA
+    asm volatile(
+        "wgmma.mma_async.sync.aligned.m64n32k32.s32.s8.s8 "
+        "{"
+        "%0, %1, %2, %3, %4, %5, %6, %7, "
+        "%8, %9, %10, %11, %12, %13, %14, %15"
+        "}, {%16, %17, %18, %19}, %20, 1;\n"
+        : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]), "+r"(d[7]),
+          "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]), "+r"(d[14]), "+r"(d[15])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(bdesc));
+#else
+    (void)d, (void)a0, (void)a1, (void)a2, (void)a3, (void)bdesc;
+#endif
+}
+
 /* d += a · b: 64 x 64 x 32, a from registers (see above), b from the descriptor. */
 __device__ __forceinline__ void bn_wgmma_s8_n64(int (&d)[32], unsigned a0, unsigned a1, unsigned a2, unsigned a3,
                                               unsigned long long bdesc) {

@@ -36,6 +36,14 @@
 template <int BN>
 struct tw_acc; /* the accumulator count and the instruction per tile width */
 template <>
+struct tw_acc<32> {
+    static constexpr int n = 16;
+    static __device__ __forceinline__ void mma(int (&d)[16], unsigned a0, unsigned a1, unsigned a2, unsigned a3,
+                                               unsigned long long b) {
+        bn_wgmma_s8_n32(d, a0, a1, a2, a3, b);
+    }
+};
+template <>
 struct tw_acc<64> {
     static constexpr int n = 32;
     static __device__ __forceinline__ void mma(int (&d)[32], unsigned a0, unsigned a1, unsigned a2, unsigned a3,
@@ -59,7 +67,7 @@ struct tw_shape {
     static constexpr size_t smem = (size_t)TW_ST * (SB + SA) + 1024; /* + room to align the B stages */
 };
 
-template <int NWG, int BN, int OV>
+template <int NWG, int BN>
 __global__ void __launch_bounds__(NWG * 128)
     k_tern_wgmma(tm_jobs J, int cols, const int8_t *__restrict__ q, const float *__restrict__ as,
                  const int32_t *__restrict__ asum, int n_tok) {
@@ -69,11 +77,6 @@ __global__ void __launch_bounds__(NWG * 128)
     constexpr int A_CH = BM * 2, B_CH = BN * 8;                             /* 16-byte chunks per stage */
     constexpr int A_PER = (A_CH + T - 1) / T, B_PER = (B_CH + T - 1) / T;     /* per thread */
     constexpr int NACC = tw_acc<BN>::n;
-    /* OV = 1: a k-tile's wgmma still run while the next tile's are issued
-     * (wait for all but the newest group), so a stage is refilled only two
-     * tiles after it was read; OV = 0: wait for each tile's group, refill
-     * the stage read one tile ago. */
-    constexpr int D = OV ? TW_ST - 2 : TW_ST - 1; /* tiles loaded ahead */
     extern __shared__ uint8_t tw_dyn[];
     /* The swizzle pattern repeats every 1024 bytes from a 1024-byte boundary. */
     uint8_t *smem = (uint8_t *)(((uintptr_t)tw_dyn + 1023) & ~(uintptr_t)1023);
@@ -122,16 +125,16 @@ __global__ void __launch_bounds__(NWG * 128)
 #pragma unroll
     for (int i = 0; i < NACC; i++) acc[i] = 0;
 #pragma unroll
-    for (int s = 0; s < D; s++) {
+    for (int s = 0; s < TW_ST - 1; s++) {
         if (s < nk) load(s, s);
         bn_cp_async_commit();
     }
     const int ar = wg * 64 + wq * 16 + g; /* this thread's A rows: ar, ar + 8 */
     for (int kt = 0; kt < nk; kt++) {
-        bn_cp_async_wait<D - 1>();
+        bn_cp_async_wait<TW_ST - 2>();
         bn_fence_proxy_async(); /* this thread's copies of stage kt, visible to the tensor core */
-        __syncthreads();        /* ... and every other thread's; stage kt-1 (OV: kt-2) is no longer read */
-        int nx = kt + D;
+        __syncthreads();        /* ... and every other thread's; stage kt-1 is no longer read */
+        int nx = kt + TW_ST - 1;
         if (nx < nk) load(nx % TW_ST, nx);
         bn_cp_async_commit();
         const uint8_t *A = stage_a(kt % TW_ST) + ar * TM_AS + tg * 4, *B = stage_b(kt % TW_ST);
@@ -151,13 +154,10 @@ __global__ void __launch_bounds__(NWG * 128)
         for (int ks = 0; ks < 4; ks++)
             tw_acc<BN>::mma(acc, af[ks][0], af[ks][1], af[ks][2], af[ks][3], bn_wgmma_desc_sw128(B + ks * 32));
         bn_wgmma_commit();
-        bn_wgmma_wait<OV>();
+        bn_wgmma_wait<0>();
 #pragma unroll
         for (int i = 0; i < NACC; i++) bn_reg_fence(acc[i]);
     }
-    bn_wgmma_wait<0>();
-#pragma unroll
-    for (int i = 0; i < NACC; i++) bn_reg_fence(acc[i]);
     bn_cp_async_wait<0>();
 #pragma unroll
     for (int jn = 0; jn < BN / 8; jn++)
@@ -171,29 +171,22 @@ __global__ void __launch_bounds__(NWG * 128)
 #endif
 }
 
-/* Shapes 1..TW_SHAPES: warpgroups along rows x tokens per block; tiles
- * 1..TW_SHAPES run them with OV = 0, the next TW_SHAPES with OV = 1. */
-#define TW_SHAPES 4
-static const int tw_nwg[TW_SHAPES] = {2, 2, 1, 1}, tw_bn[TW_SHAPES] = {128, 64, 128, 64};
-
-template <int NWG, int BN, int OV>
+/* Tiles 1..TW_N (warpgroups along rows x tokens per block): see
+ * bn_k_ternary_wgmma. */
+template <int NWG, int BN>
 static cudaError_t tw_launch(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, int cols, const bn_qact *a,
                              int n_tok) {
     tm_jobs J;
     dim3 grid((unsigned)tm_make_jobs(jobs, n_jobs, NWG * 64, &J), (unsigned)((n_tok + BN - 1) / BN));
-    cudaError_t e = bn_launch(k_tern_wgmma<NWG, BN, OV>, grid, NWG * 128, tw_shape<NWG, BN>::smem, st, J, cols, a->q,
+    cudaError_t e = bn_launch(k_tern_wgmma<NWG, BN>, grid, NWG * 128, tw_shape<NWG, BN>::smem, st, J, cols, a->q,
                               a->scale, a->sum, n_tok);
     return e != cudaSuccess ? e : cudaGetLastError();
 }
 
 template <int NWG, int BN>
 static cudaError_t tw_allow_smem(void) {
-    cudaError_t e = cudaFuncSetAttribute(k_tern_wgmma<NWG, BN, 0>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         (int)tw_shape<NWG, BN>::smem);
-    if (e == cudaSuccess)
-        e = cudaFuncSetAttribute(k_tern_wgmma<NWG, BN, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 (int)tw_shape<NWG, BN>::smem);
-    return e;
+    return cudaFuncSetAttribute(k_tern_wgmma<NWG, BN>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                (int)tw_shape<NWG, BN>::smem);
 }
 
 /* Writes 1 where this code was built with wgmma (the sm_90a image runs). */
@@ -234,7 +227,8 @@ void bn_k_wgmma_init(void) {
         cudaFree(d);
         if (ok)
             ok = tw_allow_smem<2, 128>() == cudaSuccess && tw_allow_smem<2, 64>() == cudaSuccess &&
-                 tw_allow_smem<1, 128>() == cudaSuccess && tw_allow_smem<1, 64>() == cudaSuccess;
+                 tw_allow_smem<1, 128>() == cudaSuccess && tw_allow_smem<1, 64>() == cudaSuccess &&
+                 tw_allow_smem<1, 32>() == cudaSuccess;
     }
     cudaGetLastError(); /* a failed probe leaves no error behind */
     tw_state[dev] = ok ? 1 : 2;
@@ -245,38 +239,22 @@ cudaError_t bn_k_ternary_wgmma(cudaStream_t st, const bn_tern_job *jobs, int n_j
     if (!bn_k_wgmma_usable()) return cudaErrorNotSupported;
     if (n_tok > 65535 * 64) return cudaErrorInvalidValue;
     switch (tile) {
-    case 1: return tw_launch<2, 128, 0>(st, jobs, n_jobs, cols, a, n_tok);
-    case 2: return tw_launch<2, 64, 0>(st, jobs, n_jobs, cols, a, n_tok);
-    case 3: return tw_launch<1, 128, 0>(st, jobs, n_jobs, cols, a, n_tok);
-    case 4: return tw_launch<1, 64, 0>(st, jobs, n_jobs, cols, a, n_tok);
-    case 5: return tw_launch<2, 128, 1>(st, jobs, n_jobs, cols, a, n_tok);
-    case 6: return tw_launch<2, 64, 1>(st, jobs, n_jobs, cols, a, n_tok);
-    case 7: return tw_launch<1, 128, 1>(st, jobs, n_jobs, cols, a, n_tok);
-    case 8: return tw_launch<1, 64, 1>(st, jobs, n_jobs, cols, a, n_tok);
+    case 1: return tw_launch<2, 128>(st, jobs, n_jobs, cols, a, n_tok);
+    case 2: return tw_launch<2, 64>(st, jobs, n_jobs, cols, a, n_tok);
+    case 3: return tw_launch<1, 128>(st, jobs, n_jobs, cols, a, n_tok);
+    case 4: return tw_launch<1, 64>(st, jobs, n_jobs, cols, a, n_tok);
+    case 5: return tw_launch<1, 32>(st, jobs, n_jobs, cols, a, n_tok);
     default: return cudaErrorInvalidValue;
     }
 }
 
-/* Cost model: blocks spread evenly over the SMs; the busiest SM runs
- * per_sm = ceil(blocks / n_sm) tiles of BM x BN multiplies at a rate that
- * grows with the warpgroups resident at once (at most `fit` blocks by
- * shared memory; 4 warpgroups per SM keep its tensor cores busy), times a
- * factor for the smaller tiles' larger share of fixed costs per multiply. */
+/* Measured on an H100 (whole 256-sequence decode steps, one tile forced
+ * for every GEMM: 128x128 9.47 ms, 128x64 7.91, 64x128 9.52, 64x64 7.61,
+ * against 8.47 for the mma.sync kernel's choices): 64x64 for steps of up
+ * to 256 tokens, where the grid must cover the SMs; above, 128x64, the best
+ * or near it on every 2B4T shape at 1024 tokens in the kernel benchmark
+ * (455–609 TOP/s). */
 int bn_k_wgmma_pick(const bn_tern_job *jobs, int n_jobs, int n_tok, int n_sm) {
-    static const int fit[TW_SHAPES] = {2, 3, 2, 4};
-    static const double f[TW_SHAPES] = {1.0, 1.1, 1.05, 1.2};
-    int best = 0;
-    double best_cost = 0.0;
-    for (int k = 0; k < TW_SHAPES; k++) {
-        int bm = tw_nwg[k] * 64, bn = tw_bn[k];
-        long blocks = 0;
-        for (int i = 0; i < n_jobs; i++) blocks += (jobs[i].rows + bm - 1) / bm;
-        blocks *= (n_tok + bn - 1) / bn;
-        long per_sm = (blocks + n_sm - 1) / n_sm; /* blocks on the busiest SM */
-        long resident = per_sm < fit[k] ? per_sm : fit[k];
-        double wgs = (double)resident * tw_nwg[k], rate = wgs >= 4 ? 1.0 : wgs / 4.0;
-        double cost = (double)per_sm * bm * bn / rate * f[k];
-        if (k == 0 || cost < best_cost * 0.999) best = k, best_cost = cost;
-    }
-    return best + 1;
+    (void)jobs, (void)n_jobs, (void)n_sm;
+    return n_tok <= 256 ? 4 : 2;
 }
