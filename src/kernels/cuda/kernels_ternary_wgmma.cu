@@ -249,12 +249,12 @@ cudaError_t bn_k_ternary_wgmma(cudaStream_t st, const bn_tern_job *jobs, int n_j
 }
 
 /* Measured on an H100 (whole 256-sequence decode steps, one tile forced
- * for every GEMM: 128x128 9.47 ms, 128x64 7.91, 64x128 9.52, 64x64 7.61,
- * against 8.47 for the mma.sync kernel's choices): 64x64 for steps of up
- * to 256 tokens, where the grid must cover the SMs; above, 128x64, the best
- * or near it on every 2B4T shape at 1024 tokens in the kernel benchmark
- * (455–609 TOP/s). */
+ * for every GEMM: 128x128 9.47 ms, 128x64 7.91, 64x128 9.52, 64x64
+ * 7.56–7.61, 64x32 7.23, against 8.44–8.47 for the mma.sync kernel's
+ * choices): 64x32 for steps of up to 256 tokens, where the grid must cover
+ * the SMs; above, 128x64, the best or near it on every 2B4T shape at 1024
+ * tokens in the kernel benchmark (455–609 TOP/s). */
 int bn_k_wgmma_pick(const bn_tern_job *jobs, int n_jobs, int n_tok, int n_sm) {
     (void)jobs, (void)n_jobs, (void)n_sm;
-    return n_tok <= 256 ? 4 : 2;
+    return n_tok <= 256 ? 5 : 2;
 }
