@@ -51,7 +51,7 @@ nvidia-smi -L 2>&1 | tee -a "$SUMMARY"
 
 if [ -z "$BIN" ]; then
   BIN=build-gpu
-  run build bash -c "cmake -S . -B $BIN -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 &&
+  run build bash -c "cmake -S . -B $BIN -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a &&
                      cmake --build $BIN -j$(nproc) --target bitnet test_cuda_kernels test_cuda_batch bench_cuda"
 fi
 [ -d "$BIN/lib" ] && export LD_LIBRARY_PATH="$PWD/$BIN/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
