@@ -522,6 +522,11 @@ bitnet_status bitnet_chat_reset(bitnet_chat *chat, bitnet_error *err);
 
 bitnet_chat_format bitnet_chat_get_format(const bitnet_chat *chat);
 
+/* on = 1: replies are generated with bitnet_generate_params.pick_on_device
+ * (a greedy sampler's tokens picked where the model runs, no logits kept);
+ * 0 (the default): logits kept. */
+void bitnet_chat_set_pick_on_device(bitnet_chat *chat, int on);
+
 /* ------------------------------------------------------------- conversion -- */
 
 /* Tensor types a conversion can write (the values are ggml type ids). */

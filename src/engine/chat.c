@@ -188,6 +188,7 @@ struct bitnet_chat {
     int n_turns;                  /* turns since the last reset */
     int reply_open;               /* invariant 1 */
     int32_t pending;              /* invariant 1; -1 = none */
+    int pick_on_device;           /* passed to bitnet_generate */
 };
 
 bitnet_status bitnet_chat_new(const bitnet_model *model, bitnet_context *ctx, bitnet_sampler *smp,
@@ -228,6 +229,10 @@ void bitnet_chat_free(bitnet_chat *c) {
 }
 
 bitnet_chat_format bitnet_chat_get_format(const bitnet_chat *c) { return c ? c->format : BITNET_CHAT_AUTO; }
+
+void bitnet_chat_set_pick_on_device(bitnet_chat *c, int on) {
+    if (c) c->pick_on_device = on != 0;
+}
 
 bitnet_status bitnet_chat_reset(bitnet_chat *c, bitnet_error *err) {
     bn_err_clear(err);
@@ -310,6 +315,7 @@ bitnet_status bitnet_chat_send(bitnet_chat *c, const char *user_text, int n_pred
      * (<|eot_id|> above all) must not be penalised, or the model is pushed
      * away from ending its turn. */
     p.accept_prompt = 0;
+    p.pick_on_device = c->pick_on_device;
     bitnet_generate_stats st;
     rc = bitnet_generate(c->ctx, c->tok, c->smp, ids, n, &p, &st, err);
     free(ids);

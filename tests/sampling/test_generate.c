@@ -462,6 +462,38 @@ static void test_pick_on_device(void **state) {
     assert_true(memcmp(a.ids, c.ids, 24 * sizeof a.ids[0]) != 0); /* the sampled run is not the greedy one */
 }
 
+/* A chat session with pick_on_device gives the same replies and the same
+ * cache as one without, and keeps no logits. */
+static void test_chat_pick_on_device(void **state) {
+    (void)state;
+    static sink r[2][2];
+    int n_past[2], logits[2];
+    memset(r, 0, sizeof r);
+    for (int on = 0; on < 2; on++) {
+        bitnet_context *ctx = new_ctx(256);
+        bitnet_sampler *smp = greedy();
+        bitnet_chat *chat = NULL;
+        assert_int_equal(bitnet_chat_new(model, ctx, smp, BITNET_CHAT_AUTO, "Tell short stories.", &chat, NULL),
+                         BITNET_OK);
+        bitnet_chat_set_pick_on_device(chat, on);
+        bitnet_generate_stats st;
+        send(chat, "Tell me about a cat.", 12, &r[on][0], &st);
+        send(chat, "And then?", 12, &r[on][1], &st);
+        n_past[on] = bitnet_context_n_past(ctx);
+        logits[on] = bitnet_get_logits(ctx, -1) != NULL;
+        bitnet_chat_free(chat);
+        bitnet_sampler_free(smp);
+        bitnet_context_free(ctx);
+    }
+    for (int t = 0; t < 2; t++) {
+        assert_true(r[0][t].n > 0);
+        assert_int_equal(r[0][t].n, r[1][t].n);
+        assert_memory_equal(r[0][t].ids, r[1][t].ids, (size_t)r[0][t].n * sizeof(int32_t));
+    }
+    assert_int_equal(n_past[0], n_past[1]);
+    assert_true(logits[0] && !logits[1]);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy_matches_reference),
@@ -474,6 +506,7 @@ int main(void) {
         cmocka_unit_test(test_chat_session_cache),
         cmocka_unit_test(test_chat_context_full),
         cmocka_unit_test(test_pick_on_device),
+        cmocka_unit_test(test_chat_pick_on_device),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -155,6 +155,7 @@ int cmd_chat(int argc, char **argv) {
     if (bitnet_chat_new(model, ctx, smp, (bitnet_chat_format)o.format, o.system, &s.chat, &err) != BITNET_OK) {
         status = cli_error(CMD, "%s", err.message);
     } else {
+        bitnet_chat_set_pick_on_device(s.chat, 1); /* print_piece reads no logits */
         if (o.g.verbose)
             fprintf(stderr, "bitnet chat: format %s\n", bitnet_chat_format_name(bitnet_chat_get_format(s.chat)));
         status = chat_loop(&s);
