@@ -33,32 +33,15 @@
 
 #define TW_ST 4 /* pipeline stages */
 
+/* d += a · b over a 64 x BN tile: the instruction of that width. */
 template <int BN>
-struct tw_acc; /* the accumulator count and the instruction per tile width */
-template <>
-struct tw_acc<32> {
-    static constexpr int n = 16;
-    static __device__ __forceinline__ void mma(int (&d)[16], unsigned a0, unsigned a1, unsigned a2, unsigned a3,
-                                               unsigned long long b) {
-        bn_wgmma_s8_n32(d, a0, a1, a2, a3, b);
-    }
-};
-template <>
-struct tw_acc<64> {
-    static constexpr int n = 32;
-    static __device__ __forceinline__ void mma(int (&d)[32], unsigned a0, unsigned a1, unsigned a2, unsigned a3,
-                                               unsigned long long b) {
-        bn_wgmma_s8_n64(d, a0, a1, a2, a3, b);
-    }
-};
-template <>
-struct tw_acc<128> {
-    static constexpr int n = 64;
-    static __device__ __forceinline__ void mma(int (&d)[64], unsigned a0, unsigned a1, unsigned a2, unsigned a3,
-                                               unsigned long long b) {
-        bn_wgmma_s8_n128(d, a0, a1, a2, a3, b);
-    }
-};
+__device__ __forceinline__ void tw_mma(int (&d)[BN / 2], unsigned a0, unsigned a1, unsigned a2, unsigned a3,
+                                       unsigned long long b) {
+    static_assert(BN == 32 || BN == 64 || BN == 128, "a tile width with a wgmma wrapper");
+    if constexpr (BN == 32) bn_wgmma_s8_n32(d, a0, a1, a2, a3, b);
+    else if constexpr (BN == 64) bn_wgmma_s8_n64(d, a0, a1, a2, a3, b);
+    else bn_wgmma_s8_n128(d, a0, a1, a2, a3, b);
+}
 
 template <int NWG, int BN>
 struct tw_shape {
@@ -76,7 +59,7 @@ __global__ void __launch_bounds__(NWG * 128)
     constexpr int BM = S::BM, T = S::T, SB = S::SB, SA = S::SA;
     constexpr int A_CH = BM * 2, B_CH = BN * 8;                             /* 16-byte chunks per stage */
     constexpr int A_PER = (A_CH + T - 1) / T, B_PER = (B_CH + T - 1) / T;     /* per thread */
-    constexpr int NACC = tw_acc<BN>::n;
+    constexpr int NACC = BN / 2; /* accumulators per thread: 64 x BN over 128 threads */
     extern __shared__ uint8_t tw_dyn[];
     /* The swizzle pattern repeats every 1024 bytes from a 1024-byte boundary. */
     uint8_t *smem = (uint8_t *)(((uintptr_t)tw_dyn + 1023) & ~(uintptr_t)1023);
@@ -152,7 +135,7 @@ __global__ void __launch_bounds__(NWG * 128)
         bn_wgmma_fence();
 #pragma unroll
         for (int ks = 0; ks < 4; ks++)
-            tw_acc<BN>::mma(acc, af[ks][0], af[ks][1], af[ks][2], af[ks][3], bn_wgmma_desc_sw128(B + ks * 32));
+            tw_mma<BN>(acc, af[ks][0], af[ks][1], af[ks][2], af[ks][3], bn_wgmma_desc_sw128(B + ks * 32));
         bn_wgmma_commit();
         bn_wgmma_wait<0>();
 #pragma unroll
