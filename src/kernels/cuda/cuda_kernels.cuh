@@ -88,7 +88,7 @@ void bn_k_wgmma_init(void);
 cudaError_t bn_k_ternary_wgmma(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, int cols, const bn_qact *a,
                                int n_tok, int tile);
 /* The tile chosen for a step of n_tok tokens (1..TW_N; measured rule). */
-int bn_k_wgmma_pick(const bn_tern_job *jobs, int n_jobs, int n_tok, int n_sm);
+int bn_k_wgmma_pick(int n_tok);
 /* The previous GEMM (one launch per job, 128x64 tiles; tests, benchmarks). */
 cudaError_t bn_k_ternary_mma_v1(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, int cols, const bn_qact *a,
                                 int n_tok);

@@ -60,6 +60,6 @@ cudaError_t bn_k_argmax(cudaStream_t st, const float *x, int n_rows, int n_cols,
     if (n_rows <= 0 || n_cols <= 0) return cudaSuccess;
     int vec4 = n_cols % 4 == 0 && ((uintptr_t)x & 15) == 0;
     int threads = n_cols >= ARGMAX_THREADS * 4 ? ARGMAX_THREADS : 256;
-    bn_launch(k_argmax, n_rows, threads, 0, st, x, n_cols, vec4, out);
-    return cudaGetLastError();
+    cudaError_t e = bn_launch(k_argmax, n_rows, threads, 0, st, x, n_cols, vec4, out);
+    return e != cudaSuccess ? e : cudaGetLastError();
 }

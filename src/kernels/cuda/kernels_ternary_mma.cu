@@ -217,7 +217,7 @@ static int tm_pick_mma(const bn_tern_job *jobs, int n_jobs, int n_tok, int n_sm)
  * TW_MIN_TOK tokens on when this GPU runs it. */
 #define TW_MIN_TOK 64
 static int tm_pick(const bn_tern_job *jobs, int n_jobs, int n_tok, int n_sm) {
-    if (n_tok >= TW_MIN_TOK && bn_k_wgmma_usable()) return TM_N + bn_k_wgmma_pick(jobs, n_jobs, n_tok, n_sm);
+    if (n_tok >= TW_MIN_TOK && bn_k_wgmma_usable()) return TM_N + bn_k_wgmma_pick(n_tok);
     return tm_pick_mma(jobs, n_jobs, n_tok, n_sm);
 }
 

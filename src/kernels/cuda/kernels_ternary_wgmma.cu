@@ -237,7 +237,4 @@ cudaError_t bn_k_ternary_wgmma(cudaStream_t st, const bn_tern_job *jobs, int n_j
  * choices): 64x32 for steps of up to 256 tokens, where the grid must cover
  * the SMs; above, 128x64, the best or near it on every 2B4T shape at 1024
  * tokens in the kernel benchmark (455–609 TOP/s). */
-int bn_k_wgmma_pick(const bn_tern_job *jobs, int n_jobs, int n_tok, int n_sm) {
-    (void)jobs, (void)n_jobs, (void)n_sm;
-    return n_tok <= 256 ? 5 : 2;
-}
+int bn_k_wgmma_pick(int n_tok) { return n_tok <= 256 ? 5 : 2; }
