@@ -27,6 +27,11 @@
 #define TM_BS 144 /* smem bytes per token row of a stage (128 used; 9 x 16: ldmatrix rows on distinct banks) */
 #define TM_ST 3   /* pipeline stages */
 
+/* B chunks in rows of TM_BS bytes (ldmatrix reads them). */
+struct tm_b_padded {
+    static __device__ __forceinline__ int at(int t, int p) { return t * TM_BS + p * 16; }
+};
+
 /* WM x WN warps, each 32 rows x 32 tokens (2 x 4 mma tiles), times KS
  * k-groups: group kg does k-steps [kg * 4/KS, (kg + 1) * 4/KS) of every
  * 128-wide k-tile, and the groups' int32 sums are added at the end (exact:
@@ -38,8 +43,6 @@ __global__ void __launch_bounds__(WM *WN *KS * 32)
     k_tern_mma2(tm_jobs J, int cols, const int8_t *__restrict__ q, const float *__restrict__ as,
                 const int32_t *__restrict__ asum, int n_tok) {
     constexpr int BM = WM * 32, BN = WN * 32, NW = WM * WN, T = NW * KS * 32;
-    constexpr int A_CH = BM * 2, B_CH = BN * 8;                         /* 16-byte chunks per stage */
-    constexpr int A_PER = (A_CH + T - 1) / T, B_PER = (B_CH + T - 1) / T; /* per thread */
     constexpr int SA = BM * TM_AS, SB = BN * TM_BS, KPG = 4 / KS;        /* k-steps per group */
     static_assert(KS == 1 || KS == 2 || KS == 4, "k-groups must divide the 4 k-steps of a tile");
     static_assert(KS == 1 || NW * 32 * 32 * 4 <= TM_ST * (SA + SB), "no room to add the k-groups' sums");
@@ -51,40 +54,11 @@ __global__ void __launch_bounds__(WM *WN *KS * 32)
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int kg = warp / NW, wi = warp % NW, wm = wi % WM, wn = wi / WM, g = lane >> 2, tg = lane & 3;
     const int row0 = (b - fb) * BM, tok0 = blockIdx.y * BN, nk = cols / 128;
-    const size_t rb = (size_t)(cols / 4); /* code bytes per row */
 
-    const uint8_t *asrc[A_PER];
-    int aoff[A_PER];
-    bool aval[A_PER], aon[A_PER];
-#pragma unroll
-    for (int i = 0; i < A_PER; i++) {
-        int c = tid + i * T, r = c >> 1, p = c & 1;
-        aon[i] = c < A_CH;
-        aval[i] = aon[i] && row0 + r < j.rows;
-        asrc[i] = j.codes + (size_t)(aval[i] ? row0 + r : 0) * rb + p * 16;
-        aoff[i] = aon[i] ? r * TM_AS + p * 16 : 0;
-    }
-    const int8_t *bsrc[B_PER];
-    int boff[B_PER];
-    bool bval[B_PER], bon[B_PER];
-#pragma unroll
-    for (int i = 0; i < B_PER; i++) {
-        int c = tid + i * T, t = c >> 3, p = c & 7;
-        bon[i] = c < B_CH;
-        bval[i] = bon[i] && tok0 + t < n_tok;
-        bsrc[i] = q + (size_t)(bval[i] ? tok0 + t : 0) * cols + p * 16;
-        boff[i] = bon[i] ? t * TM_BS + p * 16 : 0;
-    }
+    const tm_loader<BM, BN, T, tm_b_padded> ld(j, q, cols, row0, tok0, n_tok, tid);
     auto stage_a = [&](int s) { return smem + s * SA; };
     auto stage_b = [&](int s) { return smem + TM_ST * SA + s * SB; };
-    auto load = [&](int s, int kt) {
-#pragma unroll
-        for (int i = 0; i < A_PER; i++)
-            if (aon[i]) bn_cp_async16(stage_a(s) + aoff[i], asrc[i] + (size_t)kt * 32, aval[i]);
-#pragma unroll
-        for (int i = 0; i < B_PER; i++)
-            if (bon[i]) bn_cp_async16(stage_b(s) + boff[i], bsrc[i] + (size_t)kt * 128, bval[i]);
-    };
+    auto load = [&](int s, int kt) { ld.load(stage_a(s), stage_b(s), kt); };
 
     int acc[2][4][4];
 #pragma unroll

@@ -33,6 +33,12 @@
 
 #define TW_ST 4 /* pipeline stages */
 
+/* B chunks in the 128-byte swizzle (cuda_wgmma.cuh): chunk p of token t at
+ * chunk p ^ (t % 8) of its 128-byte row. */
+struct tw_b_swizzled {
+    static __device__ __forceinline__ int at(int t, int p) { return t * 128 + ((p ^ (t & 7)) << 4); }
+};
+
 /* d += a · b over a 64 x BN tile: the instruction of that width. */
 template <int BN>
 __device__ __forceinline__ void tw_mma(int (&d)[BN / 2], unsigned a0, unsigned a1, unsigned a2, unsigned a3,
@@ -57,8 +63,6 @@ __global__ void __launch_bounds__(NWG * 128)
 #ifdef BN_HAVE_WGMMA
     using S = tw_shape<NWG, BN>;
     constexpr int BM = S::BM, T = S::T, SB = S::SB, SA = S::SA;
-    constexpr int A_CH = BM * 2, B_CH = BN * 8;                             /* 16-byte chunks per stage */
-    constexpr int A_PER = (A_CH + T - 1) / T, B_PER = (B_CH + T - 1) / T;     /* per thread */
     constexpr int NACC = BN / 2; /* accumulators per thread: 64 x BN over 128 threads */
     extern __shared__ uint8_t tw_dyn[];
     /* The swizzle pattern repeats every 1024 bytes from a 1024-byte boundary. */
@@ -69,40 +73,11 @@ __global__ void __launch_bounds__(NWG * 128)
     const bn_tern_job j = tm_job_of(J, b, &fb);
     const int tid = threadIdx.x, lane = tid & 31, wg = tid >> 7, wq = (tid >> 5) & 3, g = lane >> 2, tg = lane & 3;
     const int row0 = (b - fb) * BM, tok0 = blockIdx.y * BN, nk = cols / 128;
-    const size_t rb = (size_t)(cols / 4); /* code bytes per row */
 
-    const uint8_t *asrc[A_PER];
-    int aoff[A_PER];
-    bool aval[A_PER], aon[A_PER];
-#pragma unroll
-    for (int i = 0; i < A_PER; i++) {
-        int c = tid + i * T, r = c >> 1, p = c & 1;
-        aon[i] = c < A_CH;
-        aval[i] = aon[i] && row0 + r < j.rows;
-        asrc[i] = j.codes + (size_t)(aval[i] ? row0 + r : 0) * rb + p * 16;
-        aoff[i] = aon[i] ? r * TM_AS + p * 16 : 0;
-    }
-    const int8_t *bsrc[B_PER];
-    int boff[B_PER];
-    bool bval[B_PER], bon[B_PER];
-#pragma unroll
-    for (int i = 0; i < B_PER; i++) {
-        int c = tid + i * T, t = c >> 3, p = c & 7;
-        bon[i] = c < B_CH;
-        bval[i] = bon[i] && tok0 + t < n_tok;
-        bsrc[i] = q + (size_t)(bval[i] ? tok0 + t : 0) * cols + p * 16;
-        boff[i] = bon[i] ? t * 128 + ((p ^ (t & 7)) << 4) : 0; /* the 128-byte swizzle */
-    }
+    const tm_loader<BM, BN, T, tw_b_swizzled> ld(j, q, cols, row0, tok0, n_tok, tid);
     auto stage_b = [&](int s) { return smem + s * SB; };
     auto stage_a = [&](int s) { return smem + TW_ST * SB + s * SA; };
-    auto load = [&](int s, int kt) {
-#pragma unroll
-        for (int i = 0; i < A_PER; i++)
-            if (aon[i]) bn_cp_async16(stage_a(s) + aoff[i], asrc[i] + (size_t)kt * 32, aval[i]);
-#pragma unroll
-        for (int i = 0; i < B_PER; i++)
-            if (bon[i]) bn_cp_async16(stage_b(s) + boff[i], bsrc[i] + (size_t)kt * 128, bval[i]);
-    };
+    auto load = [&](int s, int kt) { ld.load(stage_a(s), stage_b(s), kt); };
 
     int acc[NACC];
 #pragma unroll
