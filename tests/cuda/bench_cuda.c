@@ -23,11 +23,14 @@
  * Then prompt throughput of a random model with the kit model's shapes
  * (tiny-bitnet: 4 layers, 512 / 1536, 8 / 2 heads of 64, vocab 4096).
  *
- * usage: bench_cuda [--layers N] [--steps N] [--quick] [--decode-only] [--batched-only B] [--kernels-only]
- *                   [--kit-only]
+ * usage: bench_cuda [--layers N] [--steps N] [--quick] [--decode-only]
+ *                   [--batched-only B [--prompt P] [--tiles a,b,c,d/...]] [--kernels-only] [--kit-only]
  * (--decode-only: only the graph decode steps, for profilers; --batched-only:
- * only batched decode of B sequences, likewise; --kernels-only: only the
- * kernel figures; --kit-only: only the kit-shaped prompts) */
+ * only batched decode of B sequences after prompts of P <= 448 tokens (128),
+ * likewise, and with --tiles again for each combination of GEMM tiles forced
+ * per kind of launch (q/k/v, gate/up, o, down: bn_cuda_kernel_force_tiles);
+ * --kernels-only: only the kernel figures; --kit-only: only the kit-shaped
+ * prompts) */
 #include <cuda_profiler_api.h>
 #include <cuda_runtime.h>
 #include <stdio.h>
@@ -292,10 +295,12 @@ static void bench_ternary(bench *b, int quick) {
     float *gy[3];
     for (int i = 0; i < 3; i++) gy[i] = dev_copy(b->be, NULL, (size_t)max_t * max_r * sizeof(float));
     int n_tiles = bn_cuda_kernel_ternary_tiles();
-    static const char *tiles[] = {"?",         "128x64",    "64x64",     "128x32",    "64x32",     "128x64/k2",
-                                  "64x64/k2",  "128x32/k2", "64x32/k2",  "128x32/k4", "64x64/k4",  "64x32/k4",
-                                  "wg128x128", "wg128x64",  "wg64x128",  "wg64x64",   "wg64x32"};
-    if (n_tiles > 16) n_tiles = 16;
+    static const char *tiles[] = {"?",          "128x64",      "64x64",      "128x32",     "64x32",
+                                  "128x64/k2",  "64x64/k2",    "128x32/k2",  "64x32/k2",   "128x32/k4",
+                                  "64x64/k4",   "64x32/k4",    "wg128x128",  "wg128x64",   "wg64x128",
+                                  "wg64x64",    "wg64x32",     "wg64x32/k2", "wg64x32/k4", "wg64x64/k2",
+                                  "wg128x32",   "wg128x32/k2", "wg128x64/k2"};
+    if (n_tiles > 22) n_tiles = 22;
     printf("wgmma tiles (wg...): %s\n",
            bn_cuda_kernel_wgmma_usable() ? "run" : "not usable here (they run the 128x64 mma.sync tile)");
     printf("ternary GEMM TOP/s (2 ops per weight x token; previous = 128x64 tiles, a launch per matrix; now = what "
@@ -310,7 +315,7 @@ static void bench_ternary(bench *b, int quick) {
                 wd[i] = (const bn_cuda_ternary *)sh[c].w[i]->dev;
                 ops += 2.0 * rows[i] * cols * n_tok;
             }
-            float ms[18];
+            float ms[24];
             int rc = 0;
             for (int v = 0; v <= n_tiles + 1 && !rc; v++)
                 rc = bn_cuda_kernel_ternary(v, sh[c].n, wd, rows, gy, cols, &a, n_tok, quick ? 5 : 20, &ms[v]);
@@ -318,7 +323,7 @@ static void bench_ternary(bench *b, int quick) {
                 printf("  %-20s %3d tokens: FAILED (CUDA error %d)\n", sh[c].name, n_tok, rc);
                 continue;
             }
-            int tile = bn_cuda_kernel_ternary_tile(sh[c].n, rows, n_tok), best = 1;
+            int tile = bn_cuda_kernel_ternary_tile(sh[c].n, rows, cols, n_tok), best = 1;
             for (int v = 2; v <= n_tiles; v++)
                 if (ms[v + 1] < ms[best + 1]) best = v;
             printf("  %-20s %3d tokens: previous %6.1f (%.1f us) | now %6.1f (%.1f us, %s) %.2fx | best tile %s %.1f "
@@ -414,7 +419,8 @@ int main(int argc, char **argv) {
     bn_hparams hp = {.n_vocab = 128256, .n_embd = 2560, .n_layer = 30, .n_head = 20, .n_head_kv = 5, .head_dim = 128,
                      .n_ff = 6912, .n_ctx_train = 4096, .rms_eps = 1e-5f, .rope_theta = 500000.0f, .rope_neox = 1,
                      .has_sub_norms = 1, .ffn_act = BN_GLU_RELU2};
-    int steps = 256, quick = 0, decode_only = 0, batched_only = 0, kernels_only = 0, kit_only = 0;
+    int steps = 256, quick = 0, decode_only = 0, batched_only = 0, kernels_only = 0, kit_only = 0, prompt = 128;
+    const char *sweep = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--layers") && i + 1 < argc) hp.n_layer = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
@@ -423,11 +429,15 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--batched-only") && i + 1 < argc) batched_only = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--kernels-only")) kernels_only = 1;
         else if (!strcmp(argv[i], "--kit-only")) kit_only = 1;
+        else if (!strcmp(argv[i], "--prompt") && i + 1 < argc) prompt = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--tiles") && i + 1 < argc) sweep = argv[++i];
         else
             return fprintf(stderr, "usage: bench_cuda [--layers N] [--steps N] [--quick] [--decode-only] "
-                                   "[--batched-only B] [--kernels-only] [--kit-only]\n"),
+                                   "[--batched-only B [--prompt P] [--tiles a,b,c,d/...]] [--kernels-only] "
+                                   "[--kit-only]\n"),
                    2;
     }
+    if (prompt < 1 || prompt > 448 || steps < 1) return fprintf(stderr, "bench_cuda: bad --prompt or --steps\n"), 2;
     if (bn_cuda_device_count() == 0) return fprintf(stderr, "bench_cuda: no GPU\n"), 0;
     struct cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
@@ -455,13 +465,33 @@ int main(int argc, char **argv) {
 
     if (batched_only > 0) { /* for profilers: only batched decode steps */
         drop_backend(&b);
-        int B = batched_only, prompt = 128;
+        int B = batched_only;
         if (B > 256 || !make_backend_seq(&b, 1, prompt + 2 + steps, max_b, B)) return 1;
-        for (int greedy = 0; greedy < 2; greedy++) {
+        for (int greedy = sweep ? 1 : 0; greedy < 2; greedy++) {
             double ms = 0.0, t = time_batched_decode(&b, B, prompt, steps, greedy, &ms);
-            printf("batched decode, %3d sequences, %s: %8.0f tok/s aggregate, %.2f ms per step\n", B,
-                   greedy ? "argmax on the device" : "logits copied back", t, ms);
+            printf("batched decode, %3d sequences at positions %d..%d, %s: %8.0f tok/s aggregate, %.2f ms per step\n",
+                   B, prompt + 2, prompt + 1 + steps, greedy ? "argmax on the device" : "logits copied back", t, ms);
         }
+        /* --tiles: the same greedy steps with GEMM tiles forced per kind of
+         * launch (q/k/v, gate/up, o, down; see bn_cuda_kernel_force_tiles),
+         * combinations separated by '/'. */
+        for (const char *c = sweep; c && *c;) {
+            int t4[4] = {0, 0, 0, 0};
+            const char *e = c;
+            for (int k = 0; k < 4 && *e && *e != '/'; k++) {
+                t4[k] = atoi(e);
+                while (*e && *e != ',' && *e != '/') e++;
+                if (*e == ',') e++;
+            }
+            bn_cuda_kernel_force_tiles(t4);
+            double ms = 0.0, t = time_batched_decode(&b, B, prompt, steps, 1, &ms);
+            printf("  tiles %2d,%2d,%2d,%2d: %8.0f tok/s aggregate, %.3f ms per step\n", t4[0], t4[1], t4[2], t4[3], t,
+                   ms);
+            fflush(stdout);
+            c = strchr(e, '/');
+            c = c ? c + 1 : NULL;
+        }
+        bn_cuda_kernel_force_tiles(NULL);
         drop_backend(&b);
         synth_model_free(&b.m);
         free(b.tok), logits_free(b.logits);

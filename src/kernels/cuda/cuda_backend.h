@@ -77,8 +77,9 @@ bitnet_status bn_cuda_copy_to_device(bn_backend *be, void *dst, const void *src,
  * 1.. forced: 128x64, 64x64, 128x32, 64x32 (rows x tokens), the same four
  * with 2 k-groups of warps, then 128x32, 64x64, 64x32 with 4 k-groups
  * (kernels_ternary_mma.cu), then the wgmma tiles 128x128, 128x64, 64x128,
- * 64x64, 64x32 (kernels_ternary_wgmma.cu; tile 1 again where the GPU cannot run
- * them). n_mat <= 3 matrices of `cols` inputs share a.
+ * 64x64, 64x32, 64x32/k2, 64x32/k4, 64x64/k2, 128x32, 128x32/k2, 128x64/k2
+ * (kernels_ternary_wgmma.cu, /kN: N k-groups of warpgroups; tile 1 again
+ * where the GPU cannot run them). n_mat <= 3 matrices of `cols` inputs share a.
  * Dense variant: 0 = as the backend (the tensor-core GEMM when
  * n_tok >= 8 and the type and shape allow, else the GEMV); 1 = the GEMV;
  * 2 = the GEMM (fails when not applicable). scratch: the GEMM's f16
@@ -89,8 +90,15 @@ int bn_cuda_kernel_dense(int variant, uint32_t type, const void *w, uint64_t row
                          const float *x, int n_tok, float *y, void *scratch, size_t scratch_bytes, int reps,
                          float *ms);
 size_t bn_cuda_kernel_dense_scratch(int n_tok, int cols);
-/* The tile (1.. as above) bn_k_ternary's GEMM picks for these shapes. */
-int bn_cuda_kernel_ternary_tile(int n_mat, const int *rows, int n_tok);
+/* The tile (1.. as above) bn_k_ternary's GEMM picks for these shapes (a
+ * forced one included). */
+int bn_cuda_kernel_ternary_tile(int n_mat, const int *rows, int cols, int n_tok);
+/* Forces tiles[k] (1.., 0 = the rule) for each kind of GEMM launch: k = 0
+ * q/k/v (three matrices), 1 gate/up (two), 2 one matrix with cols <= rows,
+ * 3 one with more; NULL clears. BITNET_CUDA_TILES=a,b,c,d does the same
+ * from the environment (BITNET_CUDA_TILE=N, one tile for all, wins).
+ * Benchmarks only: not thread-safe. */
+void bn_cuda_kernel_force_tiles(const int *tiles);
 /* The number of GEMM tiles (variants 2..1 + this). */
 int bn_cuda_kernel_ternary_tiles(void);
 /* 1 when the wgmma tiles run (an sm_90a image on a 9.0 GPU, backend made). */

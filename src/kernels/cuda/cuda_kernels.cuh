@@ -76,7 +76,9 @@ cudaError_t bn_k_ternary(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, i
 cudaError_t bn_k_ternary_mma(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, int cols, const bn_qact *a,
                              int n_tok, int tile);
 /* The wgmma GEMM (kernels_ternary_wgmma.cu). */
-#define TW_N 5 /* its tiles: 128x128, 128x64, 64x128, 64x64, 64x32 (rows x tokens) */
+/* Its tiles (rows x tokens [/kN: N k-groups]): 128x128, 128x64, 64x128, 64x64,
+ * 64x32, 64x32/k2, 64x32/k4, 64x64/k2, 128x32, 128x32/k2, 128x64/k2. */
+#define TW_N 11
 /* 1 when this process's GPU runs the wgmma kernels (built for sm_90a and
  * running on compute capability 9.0); checked once per device. */
 int bn_k_wgmma_usable(void);
@@ -87,8 +89,9 @@ void bn_k_wgmma_init(void);
 /* Tile 1..TW_N; cudaErrorNotSupported when !bn_k_wgmma_usable(). */
 cudaError_t bn_k_ternary_wgmma(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, int cols, const bn_qact *a,
                                int n_tok, int tile);
-/* The tile chosen for a step of n_tok tokens (1..TW_N; measured rule). */
-int bn_k_wgmma_pick(int n_tok);
+/* The tile (1..TW_N) for these jobs of `cols` inputs and n_tok tokens
+ * (measured rule). */
+int bn_k_wgmma_pick(const bn_tern_job *jobs, int n_jobs, int cols, int n_tok);
 /* The previous GEMM (one launch per job, 128x64 tiles; tests, benchmarks). */
 cudaError_t bn_k_ternary_mma_v1(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, int cols, const bn_qact *a,
                                 int n_tok);

@@ -18,6 +18,7 @@
  * epilogue is the same expression as store_result, so every tiling gives the
  * same bits as the GEMV and the CPU reference. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_kernels.cuh"
@@ -190,21 +191,39 @@ static int tm_pick_mma(const bn_tern_job *jobs, int n_jobs, int n_tok, int n_sm)
 /* Tiles TM_N + 1..TM_N + TW_N are the wgmma kernel's, taken from
  * TW_MIN_TOK tokens on when this GPU runs it. */
 #define TW_MIN_TOK 64
-static int tm_pick(const bn_tern_job *jobs, int n_jobs, int n_tok, int n_sm) {
-    if (n_tok >= TW_MIN_TOK && bn_k_wgmma_usable()) return TM_N + bn_k_wgmma_pick(n_tok);
+static int tm_pick(const bn_tern_job *jobs, int n_jobs, int cols, int n_tok, int n_sm) {
+    if (n_tok >= TW_MIN_TOK && bn_k_wgmma_usable()) return TM_N + bn_k_wgmma_pick(jobs, n_jobs, cols, n_tok);
     return tm_pick_mma(jobs, n_jobs, n_tok, n_sm);
 }
 
-/* BITNET_CUDA_TILE=1..TM_N + TW_N forces one tile for every GEMM (a
- * benchmarking switch); read once. */
-static int tm_forced(void) {
-    static int forced = -1; /* a racing first read stores the same value */
-    if (forced < 0) {
-        const char *e = getenv("BITNET_CUDA_TILE");
-        int v = e ? atoi(e) : 0;
-        forced = v >= 1 && v <= TM_N + TW_N ? v : 0;
+/* Benchmarking switches, read once: BITNET_CUDA_TILE=1..TM_N + TW_N forces
+ * one tile for every GEMM; BITNET_CUDA_TILES=a,b,c,d one per kind of launch
+ * (tm_kind; 0 leaves that kind to the rule). bn_cuda_kernel_force_tiles sets
+ * the same table from a benchmark (single-threaded use). */
+static int tm_forced_all = -1, tm_forced_kind[4]; /* a racing first read stores the same values */
+
+static int tm_tile_ok(int v) { return v >= 1 && v <= TM_N + TW_N ? v : 0; }
+
+static void tm_read_env(void) {
+    if (tm_forced_all >= 0) return;
+    const char *e = getenv("BITNET_CUDA_TILE"), *k = getenv("BITNET_CUDA_TILES");
+    for (int i = 0; i < 4 && k && *k; i++) {
+        tm_forced_kind[i] = tm_tile_ok(atoi(k));
+        k = strchr(k, ',');
+        k = k ? k + 1 : NULL;
     }
-    return forced;
+    tm_forced_all = e ? tm_tile_ok(atoi(e)) : 0;
+}
+
+/* q/k/v (three matrices), gate/up (two), one matrix with at most as many
+ * inputs as rows (o), one with more (down). */
+static int tm_kind(const bn_tern_job *jobs, int n_jobs, int cols) {
+    return n_jobs >= 3 ? 0 : n_jobs == 2 ? 1 : cols <= jobs[0].rows ? 2 : 3;
+}
+
+static int tm_forced(const bn_tern_job *jobs, int n_jobs, int cols) {
+    tm_read_env();
+    return tm_forced_all ? tm_forced_all : tm_forced_kind[tm_kind(jobs, n_jobs, cols)];
 }
 
 template <int WM, int WN, int KS>
@@ -226,8 +245,8 @@ cudaError_t bn_k_ternary_mma(cudaStream_t st, const bn_tern_job *jobs, int n_job
     for (int i = 0; i < n_jobs; i++)
         if (jobs[i].rows < 1) return cudaErrorInvalidValue;
     if (n_tok > 65535 * 32) return cudaErrorInvalidValue;
-    if (tile == 0) tile = tm_forced();
-    if (tile == 0) tile = tm_pick(jobs, n_jobs, n_tok, tm_sm_count());
+    if (tile == 0) tile = tm_forced(jobs, n_jobs, cols);
+    if (tile == 0) tile = tm_pick(jobs, n_jobs, cols, n_tok, tm_sm_count());
     if (tile > TM_N) { /* a wgmma tile; where the GPU cannot run it, the default mma.sync tile */
         if (bn_k_wgmma_usable()) return bn_k_ternary_wgmma(st, jobs, n_jobs, cols, a, n_tok, tile - TM_N);
         tile = 1;
@@ -298,11 +317,17 @@ extern "C" int bn_cuda_kernel_ternary(int variant, int n_mat, const bn_cuda_tern
     return (int)tm_timed(fn, reps, ms);
 }
 
-extern "C" int bn_cuda_kernel_ternary_tile(int n_mat, const int *rows, int n_tok) {
+extern "C" int bn_cuda_kernel_ternary_tile(int n_mat, const int *rows, int cols, int n_tok) {
     bn_tern_job jobs[BN_TERN_MAX_JOBS];
     if (n_mat < 1 || n_mat > BN_TERN_MAX_JOBS) return 0;
     for (int i = 0; i < n_mat; i++) jobs[i].rows = rows[i];
-    return tm_pick(jobs, n_mat, n_tok, tm_sm_count());
+    int forced = tm_forced(jobs, n_mat, cols);
+    return forced ? forced : tm_pick(jobs, n_mat, cols, n_tok, tm_sm_count());
+}
+
+extern "C" void bn_cuda_kernel_force_tiles(const int *tiles) {
+    tm_read_env();
+    for (int i = 0; i < 4; i++) tm_forced_kind[i] = tiles ? tm_tile_ok(tiles[i]) : 0;
 }
 
 extern "C" int bn_cuda_kernel_dense(int variant, uint32_t type, const void *w, uint64_t row_bytes, int rows, int cols,

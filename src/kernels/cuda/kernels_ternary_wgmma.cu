@@ -19,10 +19,14 @@
  * bits as the GEMV and the CPU reference.
  *
  * Block: NWG warpgroups along rows (64 rows each) sharing one B tile of BN
- * tokens, TW_ST-stage cp.async pipeline over 128-wide k-tiles. Each k-tile:
- * wait for its stage, fence it for the async proxy, barrier, start loading
- * the stage after next, then per warpgroup 4 wgmma (one per 32-wide k-step)
- * and a wait for them (the A registers are rebuilt for the next tile). */
+ * tokens, times KG k-groups (KG warpgroups on alternate k-tiles of the same
+ * output tile, their int32 sums added at the end), ST-stage cp.async
+ * pipeline whose stages hold KG consecutive 128-wide k-tiles. Each stage:
+ * wait for it, fence it for the async proxy, barrier, start loading the one
+ * ST - 1 ahead, then per warpgroup 4 wgmma (one per 32-wide k-step of its
+ * k-tile) and a wait for them (the A registers are rebuilt for the next
+ * tile, so a warpgroup never overlaps two tiles: more warpgroups per SM,
+ * from more blocks or from k-groups, are what hides that latency). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,8 +34,6 @@
 #include "kernels/cuda/cuda_mma.cuh"
 #include "kernels/cuda/cuda_wgmma.cuh"
 #include "kernels/cuda/ternary_gemm.cuh"
-
-#define TW_ST 4 /* pipeline stages */
 
 /* B chunks in the 128-byte swizzle (cuda_wgmma.cuh): chunk p of token t at
  * chunk p ^ (t % 8) of its 128-byte row. */
@@ -49,19 +51,23 @@ __device__ __forceinline__ void tw_mma(int (&d)[BN / 2], unsigned a0, unsigned a
     else bn_wgmma_s8_n128(d, a0, a1, a2, a3, b);
 }
 
-template <int NWG, int BN>
+/* NWG warpgroups along rows (64 rows each) x KG k-groups, BN tokens, ST
+ * pipeline stages of KG consecutive 128-wide k-tiles each. */
+template <int NWG, int BN, int KG, int ST>
 struct tw_shape {
-    static constexpr int BM = NWG * 64, T = NWG * 128;
-    static constexpr int SB = BN * 128, SA = BM * TM_AS; /* bytes per stage; SB is a multiple of 1024 */
-    static constexpr size_t smem = (size_t)TW_ST * (SB + SA) + 1024; /* + room to align the B stages */
+    static constexpr int BM = NWG * 64, T = NWG * KG * 128;
+    static constexpr int SB = BN * 128, SA = BM * TM_AS; /* bytes per k-tile; SB is a multiple of 1024 */
+    static constexpr int RED = (KG - 1) * NWG * 128 * (BN / 2) * 4; /* k-group sums at the end */
+    static constexpr size_t smem = (size_t)ST * KG * (SB + SA) + 1024; /* + room to align the B stages */
+    static_assert((size_t)RED <= (size_t)ST * KG * (SB + SA), "the k-group sums reuse the stages");
 };
 
-template <int NWG, int BN>
-__global__ void __launch_bounds__(NWG * 128)
+template <int NWG, int BN, int KG, int ST>
+__global__ void __launch_bounds__(NWG * KG * 128)
     k_tern_wgmma(tm_jobs J, int cols, const int8_t *__restrict__ q, const float *__restrict__ as,
                  const int32_t *__restrict__ asum, int n_tok) {
 #ifdef BN_HAVE_WGMMA
-    using S = tw_shape<NWG, BN>;
+    using S = tw_shape<NWG, BN, KG, ST>;
     constexpr int BM = S::BM, T = S::T, SB = S::SB, SA = S::SA;
     constexpr int NACC = BN / 2; /* accumulators per thread: 64 x BN over 128 threads */
     extern __shared__ uint8_t tw_dyn[];
@@ -71,52 +77,77 @@ __global__ void __launch_bounds__(NWG * 128)
     pdl_launch();
     int b = blockIdx.x, fb;
     const bn_tern_job j = tm_job_of(J, b, &fb);
-    const int tid = threadIdx.x, lane = tid & 31, wg = tid >> 7, wq = (tid >> 5) & 3, g = lane >> 2, tg = lane & 3;
-    const int row0 = (b - fb) * BM, tok0 = blockIdx.y * BN, nk = cols / 128;
+    const int tid = threadIdx.x, lane = tid & 31, wgi = tid >> 7, wq = (tid >> 5) & 3, g = lane >> 2, tg = lane & 3;
+    const int wr = wgi % NWG, kg = wgi / NWG; /* row warpgroup, k-group (uniform per warpgroup) */
+    const int row0 = (b - fb) * BM, tok0 = blockIdx.y * BN, nk = cols / 128, nks = (nk + KG - 1) / KG;
 
     const tm_loader<BM, BN, T, tw_b_swizzled> ld(j, q, cols, row0, tok0, n_tok, tid);
-    auto stage_b = [&](int s) { return smem + s * SB; };
-    auto stage_a = [&](int s) { return smem + TW_ST * SB + s * SA; };
-    auto load = [&](int s, int kt) { ld.load(stage_a(s), stage_b(s), kt); };
+    /* Stage s holds k-tiles KG s' .. KG s' + KG - 1 of super-tile s'. */
+    auto tile_b = [&](int s, int i) { return smem + (s * KG + i) * SB; };
+    auto tile_a = [&](int s, int i) { return smem + ST * KG * SB + (s * KG + i) * SA; };
+    auto load = [&](int s, int ks) {
+#pragma unroll
+        for (int i = 0; i < KG; i++)
+            if (ks * KG + i < nk) ld.load(tile_a(s, i), tile_b(s, i), ks * KG + i);
+    };
 
     int acc[NACC];
 #pragma unroll
     for (int i = 0; i < NACC; i++) acc[i] = 0;
 #pragma unroll
-    for (int s = 0; s < TW_ST - 1; s++) {
-        if (s < nk) load(s, s);
+    for (int s = 0; s < ST - 1; s++) {
+        if (s < nks) load(s, s);
         bn_cp_async_commit();
     }
-    const int ar = wg * 64 + wq * 16 + g; /* this thread's A rows: ar, ar + 8 */
-    for (int kt = 0; kt < nk; kt++) {
-        bn_cp_async_wait<TW_ST - 2>();
-        bn_fence_proxy_async(); /* this thread's copies of stage kt, visible to the tensor core */
-        __syncthreads();        /* ... and every other thread's; stage kt-1 is no longer read */
-        int nx = kt + TW_ST - 1;
-        if (nx < nk) load(nx % TW_ST, nx);
+    const int ar = wr * 64 + wq * 16 + g; /* this thread's A rows: ar, ar + 8 */
+    for (int ks = 0; ks < nks; ks++) {
+        bn_cp_async_wait<ST - 2>();
+        bn_fence_proxy_async(); /* this thread's copies of stage ks, visible to the tensor core */
+        __syncthreads();        /* ... and every other thread's; stage ks-1 is no longer read */
+        int nx = ks + ST - 1;
+        if (nx < nks) load(nx % ST, nx);
         bn_cp_async_commit();
-        const uint8_t *A = stage_a(kt % TW_ST) + ar * TM_AS + tg * 4, *B = stage_b(kt % TW_ST);
+        if (ks * KG + kg >= nk) continue; /* a k-group past the last k-tile (warpgroup-uniform) */
+        const uint8_t *A = tile_a(ks % ST, kg) + ar * TM_AS + tg * 4, *B = tile_b(ks % ST, kg);
         unsigned w0 = *(const unsigned *)A, w1 = *(const unsigned *)(A + 8 * TM_AS);
         unsigned w2 = *(const unsigned *)(A + 16), w3 = *(const unsigned *)(A + 8 * TM_AS + 16);
         /* All A fragments first: a register written between two wgmma
          * would make ptxas fence the second one. */
         unsigned af[4][4];
 #pragma unroll
-        for (int ks = 0; ks < 4; ks++) {
-            const int sh = 6 - 2 * ks;
-            af[ks][0] = (w0 >> sh) & TM_MASK, af[ks][1] = (w1 >> sh) & TM_MASK;
-            af[ks][2] = (w2 >> sh) & TM_MASK, af[ks][3] = (w3 >> sh) & TM_MASK;
+        for (int k4 = 0; k4 < 4; k4++) {
+            const int sh = 6 - 2 * k4;
+            af[k4][0] = (w0 >> sh) & TM_MASK, af[k4][1] = (w1 >> sh) & TM_MASK;
+            af[k4][2] = (w2 >> sh) & TM_MASK, af[k4][3] = (w3 >> sh) & TM_MASK;
         }
         bn_wgmma_fence();
 #pragma unroll
-        for (int ks = 0; ks < 4; ks++)
-            tw_mma<BN>(acc, af[ks][0], af[ks][1], af[ks][2], af[ks][3], bn_wgmma_desc_sw128(B + ks * 32));
+        for (int k4 = 0; k4 < 4; k4++)
+            tw_mma<BN>(acc, af[k4][0], af[k4][1], af[k4][2], af[k4][3], bn_wgmma_desc_sw128(B + k4 * 32));
         bn_wgmma_commit();
         bn_wgmma_wait<0>();
 #pragma unroll
         for (int i = 0; i < NACC; i++) bn_reg_fence(acc[i]);
     }
     bn_cp_async_wait<0>();
+    if constexpr (KG > 1) {
+        /* k-groups 1.. hand their sums to k-group 0 through the (now idle)
+         * stage memory, thread-major so that a warp's stores are consecutive
+         * words; integer sums, so the order does not change the result. */
+        int *red = (int *)smem;
+        const int t = tid & 127;
+        __syncthreads(); /* every warpgroup is done with the stages */
+        if (kg > 0) {
+#pragma unroll
+            for (int i = 0; i < NACC; i++) red[(((kg - 1) * NWG + wr) * NACC + i) * 128 + t] = acc[i];
+        }
+        __syncthreads();
+        if (kg > 0) return;
+#pragma unroll
+        for (int k = 1; k < KG; k++)
+#pragma unroll
+            for (int i = 0; i < NACC; i++) acc[i] += red[(((k - 1) * NWG + wr) * NACC + i) * 128 + t];
+    }
 #pragma unroll
     for (int jn = 0; jn < BN / 8; jn++)
 #pragma unroll
@@ -129,22 +160,29 @@ __global__ void __launch_bounds__(NWG * 128)
 #endif
 }
 
-/* Tiles 1..TW_N (warpgroups along rows x tokens per block): see
- * bn_k_ternary_wgmma. */
-template <int NWG, int BN>
+/* The tiles, numbered 1..TW_N: (tile, warpgroups along rows, tokens,
+ * k-groups, stages). 1-5 are the first five (one k-group); 6-11 add k-groups
+ * (several warpgroups on alternate k-tiles of one output tile, summed at the
+ * end) and 128x32, for grids that would leave warps idle otherwise. */
+#define TW_TILES(X)                                                                                                   \
+    X(1, 2, 128, 1, 4) X(2, 2, 64, 1, 4) X(3, 1, 128, 1, 4) X(4, 1, 64, 1, 4) X(5, 1, 32, 1, 4) X(6, 1, 32, 2, 4)    \
+        X(7, 1, 32, 4, 3) X(8, 1, 64, 2, 4) X(9, 2, 32, 1, 4) X(10, 2, 32, 2, 4) X(11, 2, 64, 2, 3)
+
+template <int NWG, int BN, int KG, int ST>
 static cudaError_t tw_launch(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, int cols, const bn_qact *a,
                              int n_tok) {
+    using S = tw_shape<NWG, BN, KG, ST>;
     tm_jobs J;
-    dim3 grid((unsigned)tm_make_jobs(jobs, n_jobs, NWG * 64, &J), (unsigned)((n_tok + BN - 1) / BN));
-    cudaError_t e = bn_launch(k_tern_wgmma<NWG, BN>, grid, NWG * 128, tw_shape<NWG, BN>::smem, st, J, cols, a->q,
-                              a->scale, a->sum, n_tok);
+    dim3 grid((unsigned)tm_make_jobs(jobs, n_jobs, S::BM, &J), (unsigned)((n_tok + BN - 1) / BN));
+    cudaError_t e = bn_launch(k_tern_wgmma<NWG, BN, KG, ST>, grid, S::T, S::smem, st, J, cols, a->q, a->scale, a->sum,
+                              n_tok);
     return e != cudaSuccess ? e : cudaGetLastError();
 }
 
-template <int NWG, int BN>
+template <int NWG, int BN, int KG, int ST>
 static cudaError_t tw_allow_smem(void) {
-    return cudaFuncSetAttribute(k_tern_wgmma<NWG, BN>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                (int)tw_shape<NWG, BN>::smem);
+    return cudaFuncSetAttribute(k_tern_wgmma<NWG, BN, KG, ST>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                (int)tw_shape<NWG, BN, KG, ST>::smem);
 }
 
 /* Writes 1 where this code was built with wgmma (the sm_90a image runs). */
@@ -183,10 +221,9 @@ void bn_k_wgmma_init(void) {
         k_wgmma_probe<<<1, 1>>>(d);
         ok = cudaMemcpy(&ok, d, sizeof ok, cudaMemcpyDeviceToHost) == cudaSuccess ? ok : 0;
         cudaFree(d);
-        if (ok)
-            ok = tw_allow_smem<2, 128>() == cudaSuccess && tw_allow_smem<2, 64>() == cudaSuccess &&
-                 tw_allow_smem<1, 128>() == cudaSuccess && tw_allow_smem<1, 64>() == cudaSuccess &&
-                 tw_allow_smem<1, 32>() == cudaSuccess;
+#define TW_ALLOW(t, nwg, bn, kg, ns) ok = ok && tw_allow_smem<nwg, bn, kg, ns>() == cudaSuccess;
+        TW_TILES(TW_ALLOW)
+#undef TW_ALLOW
     }
     cudaGetLastError(); /* a failed probe leaves no error behind */
     tw_state[dev] = ok ? 1 : 2;
@@ -197,11 +234,10 @@ cudaError_t bn_k_ternary_wgmma(cudaStream_t st, const bn_tern_job *jobs, int n_j
     if (!bn_k_wgmma_usable()) return cudaErrorNotSupported;
     if (n_tok > 65535 * 64) return cudaErrorInvalidValue;
     switch (tile) {
-    case 1: return tw_launch<2, 128>(st, jobs, n_jobs, cols, a, n_tok);
-    case 2: return tw_launch<2, 64>(st, jobs, n_jobs, cols, a, n_tok);
-    case 3: return tw_launch<1, 128>(st, jobs, n_jobs, cols, a, n_tok);
-    case 4: return tw_launch<1, 64>(st, jobs, n_jobs, cols, a, n_tok);
-    case 5: return tw_launch<1, 32>(st, jobs, n_jobs, cols, a, n_tok);
+#define TW_CASE(t, nwg, bn, kg, ns)                                                                                   \
+    case t: return tw_launch<nwg, bn, kg, ns>(st, jobs, n_jobs, cols, a, n_tok);
+        TW_TILES(TW_CASE)
+#undef TW_CASE
     default: return cudaErrorInvalidValue;
     }
 }
@@ -212,4 +248,7 @@ cudaError_t bn_k_ternary_wgmma(cudaStream_t st, const bn_tern_job *jobs, int n_j
  * choices): 64x32 for steps of up to 256 tokens, where the grid must cover
  * the SMs; above, 128x64, the best or near it on every 2B4T shape at 1024
  * tokens in the kernel benchmark (455–609 TOP/s). */
-int bn_k_wgmma_pick(int n_tok) { return n_tok <= 256 ? 5 : 2; }
+int bn_k_wgmma_pick(const bn_tern_job *jobs, int n_jobs, int cols, int n_tok) {
+    (void)jobs, (void)n_jobs, (void)cols;
+    return n_tok <= 256 ? 5 : 2;
+}
