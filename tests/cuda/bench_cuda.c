@@ -299,8 +299,9 @@ static void bench_ternary(bench *b, int quick) {
                                   "128x64/k2",  "64x64/k2",    "128x32/k2",  "64x32/k2",   "128x32/k4",
                                   "64x64/k4",   "64x32/k4",    "wg128x128",  "wg128x64",   "wg64x128",
                                   "wg64x64",    "wg64x32",     "wg64x32/k2", "wg64x32/k4", "wg64x64/k2",
-                                  "wg128x32",   "wg128x32/k2", "wg128x64/k2"};
-    if (n_tiles > 22) n_tiles = 22;
+                                  "wg128x32",   "wg128x32/k2", "wg128x64/k2", "wg64x32/s8", "wg64x32/k2s6",
+                                  "wg64x64/s6"};
+    if (n_tiles > 25) n_tiles = 25;
     printf("wgmma tiles (wg...): %s\n",
            bn_cuda_kernel_wgmma_usable() ? "run" : "not usable here (they run the 128x64 mma.sync tile)");
     printf("ternary GEMM TOP/s (2 ops per weight x token; previous = 128x64 tiles, a launch per matrix; now = what "
@@ -315,7 +316,7 @@ static void bench_ternary(bench *b, int quick) {
                 wd[i] = (const bn_cuda_ternary *)sh[c].w[i]->dev;
                 ops += 2.0 * rows[i] * cols * n_tok;
             }
-            float ms[24];
+            float ms[27];
             int rc = 0;
             for (int v = 0; v <= n_tiles + 1 && !rc; v++)
                 rc = bn_cuda_kernel_ternary(v, sh[c].n, wd, rows, gy, cols, &a, n_tok, quick ? 5 : 20, &ms[v]);

@@ -77,8 +77,9 @@ bitnet_status bn_cuda_copy_to_device(bn_backend *be, void *dst, const void *src,
  * 1.. forced: 128x64, 64x64, 128x32, 64x32 (rows x tokens), the same four
  * with 2 k-groups of warps, then 128x32, 64x64, 64x32 with 4 k-groups
  * (kernels_ternary_mma.cu), then the wgmma tiles 128x128, 128x64, 64x128,
- * 64x64, 64x32, 64x32/k2, 64x32/k4, 64x64/k2, 128x32, 128x32/k2, 128x64/k2
- * (kernels_ternary_wgmma.cu, /kN: N k-groups of warpgroups; tile 1 again
+ * 64x64, 64x32, 64x32/k2, 64x32/k4, 64x64/k2, 128x32, 128x32/k2, 128x64/k2,
+ * 64x32/s8, 64x32/k2/s6, 64x64/s6 (kernels_ternary_wgmma.cu, /kN: N
+ * k-groups of warpgroups, /sN: N pipeline stages; tile 1 again
  * where the GPU cannot run them). n_mat <= 3 matrices of `cols` inputs share a.
  * Dense variant: 0 = as the backend (the tensor-core GEMM when
  * n_tok >= 8 and the type and shape allow, else the GEMV); 1 = the GEMV;

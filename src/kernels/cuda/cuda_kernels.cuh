@@ -76,9 +76,10 @@ cudaError_t bn_k_ternary(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, i
 cudaError_t bn_k_ternary_mma(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, int cols, const bn_qact *a,
                              int n_tok, int tile);
 /* The wgmma GEMM (kernels_ternary_wgmma.cu). */
-/* Its tiles (rows x tokens [/kN: N k-groups]): 128x128, 128x64, 64x128, 64x64,
- * 64x32, 64x32/k2, 64x32/k4, 64x64/k2, 128x32, 128x32/k2, 128x64/k2. */
-#define TW_N 11
+/* Its tiles (rows x tokens [/kN: N k-groups][/sN: N stages, else 4 or 3]):
+ * 128x128, 128x64, 64x128, 64x64, 64x32, 64x32/k2, 64x32/k4, 64x64/k2, 128x32,
+ * 128x32/k2, 128x64/k2, 64x32/s8, 64x32/k2/s6, 64x64/s6. */
+#define TW_N 14
 /* 1 when this process's GPU runs the wgmma kernels (built for sm_90a and
  * running on compute capability 9.0); checked once per device. */
 int bn_k_wgmma_usable(void);

@@ -163,10 +163,12 @@ __global__ void __launch_bounds__(NWG * KG * 128)
 /* The tiles, numbered 1..TW_N: (tile, warpgroups along rows, tokens,
  * k-groups, stages). 1-5 are the first five (one k-group); 6-11 add k-groups
  * (several warpgroups on alternate k-tiles of one output tile, summed at the
- * end) and 128x32, for grids that would leave warps idle otherwise. */
+ * end) and 128x32, for grids that would leave warps idle otherwise; 12-14
+ * are deeper pipelines (64x32 with 8 stages, 64x32/k2 with 6, 64x64 with 6). */
 #define TW_TILES(X)                                                                                                   \
     X(1, 2, 128, 1, 4) X(2, 2, 64, 1, 4) X(3, 1, 128, 1, 4) X(4, 1, 64, 1, 4) X(5, 1, 32, 1, 4) X(6, 1, 32, 2, 4)    \
-        X(7, 1, 32, 4, 3) X(8, 1, 64, 2, 4) X(9, 2, 32, 1, 4) X(10, 2, 32, 2, 4) X(11, 2, 64, 2, 3)
+        X(7, 1, 32, 4, 3) X(8, 1, 64, 2, 4) X(9, 2, 32, 1, 4) X(10, 2, 32, 2, 4) X(11, 2, 64, 2, 3)          \
+            X(12, 1, 32, 1, 8) X(13, 1, 32, 2, 6) X(14, 1, 64, 1, 6)
 
 template <int NWG, int BN, int KG, int ST>
 static cudaError_t tw_launch(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, int cols, const bn_qact *a,
