@@ -251,20 +251,22 @@ static void bench_head(bench *b, int quick) {
     double head_bytes = (double)rows * d->row_bytes;
     for (int i = 0; i < 5; i++) {
         int n = (int[]){8, 16, 32, 64, 256}[i];
-        float ms_v = 0, ms_m = 0;
+        float ms_v = 0, ms_m = 0, ms_s = 0;
         int r1 = bn_cuda_kernel_dense(1, d->type, d->data, d->row_bytes, rows, cols, gx, n, gy, scratch, scratch_bytes,
                                       n >= 64 || quick ? 2 : 5, &ms_v);
         int r2 = bn_cuda_kernel_dense(2, d->type, d->data, d->row_bytes, rows, cols, gx, n, gy, scratch, scratch_bytes,
                                       quick ? 5 : 20, &ms_m);
-        if (r1 || r2) {
-            printf("head %d tokens: FAILED (CUDA error %d / %d)\n", n, r1, r2);
+        int r3 = bn_cuda_kernel_dense(3, d->type, d->data, d->row_bytes, rows, cols, gx, n, gy, scratch, scratch_bytes,
+                                      quick ? 5 : 20, &ms_s);
+        if (r1 || r2 || r3) {
+            printf("head %d tokens: FAILED (CUDA error %d / %d / %d)\n", n, r1, r2, r3);
             continue;
         }
         double flop = 2.0 * n * (double)rows * cols;
         printf("head GEMM %d x %d x %d (tokens x vocab x hidden, F16): GEMV %.3f ms (%.1f TFLOP/s) | tensor-core GEMM "
-               "%.3f ms (%.1f TFLOP/s, head read at %.0f GB/s) | %.1fx\n",
+               "%.3f ms (%.1f TFLOP/s, head read at %.0f GB/s) | %.1fx | mma.sync only %.3f ms (%.1f TFLOP/s)\n",
                n, rows, cols, ms_v, flop / ms_v * 1e-9, ms_m, flop / ms_m * 1e-9, head_bytes / ms_m * 1e-6,
-               ms_v / ms_m);
+               ms_v / ms_m, ms_s, flop / ms_s * 1e-9);
     }
     b->be->ops->free(b->be, gx), b->be->ops->free(b->be, gy), b->be->ops->free(b->be, scratch);
     free(x);

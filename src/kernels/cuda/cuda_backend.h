@@ -83,7 +83,8 @@ bitnet_status bn_cuda_copy_to_device(bn_backend *be, void *dst, const void *src,
  * where the GPU cannot run them). n_mat <= 3 matrices of `cols` inputs share a.
  * Dense variant: 0 = as the backend (the tensor-core GEMM when
  * n_tok >= 8 and the type and shape allow, else the GEMV); 1 = the GEMV;
- * 2 = the GEMM (fails when not applicable). scratch: the GEMM's f16
+ * 2 = the GEMM (fails when not applicable; wgmma for more than 64 tokens
+ * where usable); 3 = the mma.sync GEMM only. scratch: the GEMM's f16
  * activations, bn_cuda_kernel_dense_scratch bytes. */
 int bn_cuda_kernel_ternary(int variant, int n_mat, const bn_cuda_ternary *const *w, const int *rows, float *const *y,
                            int cols, const bn_qact *a, int n_tok, int reps, float *ms);

@@ -112,8 +112,10 @@ cudaError_t bn_k_dense_gemv(cudaStream_t st, uint32_t type, const void *w, uint6
 #define BN_DENSE_MMA_MIN_TOK 8
 int bn_k_dense_mma_ok(uint32_t type, const void *w, uint64_t row_bytes, int rows, int cols, int n_tok);
 size_t bn_k_dense_mma_scratch(int n_tok, int cols);
+/* The GEMM: wgmma for more than 64 tokens where usable, unless mma_only;
+ * else mma.sync. */
 cudaError_t bn_k_dense_mma(cudaStream_t st, uint32_t type, const void *w, uint64_t row_bytes, int rows, int cols,
-                           const float *x, int n_tok, float *y, void *scratch);
+                           const float *x, int n_tok, float *y, void *scratch, int mma_only);
 cudaError_t bn_k_rope(cudaStream_t st, float *x, int n_tok, int n_head, int head_dim, bn_pos pos, float theta,
                       int neox);
 cudaError_t bn_k_glu(cudaStream_t st, float *g, const float *u, int64_t n, int act);

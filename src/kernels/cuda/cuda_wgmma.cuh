@@ -142,4 +142,45 @@ __device__ __forceinline__ void bn_wgmma_s8_n128(int (&d)[64], unsigned a0, unsi
 #endif
 }
 
+/* d += a · b: 64 x 128 x 16 half-precision products (F16 or BF16), f32
+ * accumulators (layout of D as above), both operands from 128-byte-swizzled
+ * K-major shared memory through descriptors (16 halves = 32 bytes of k). */
+template <bool BF16>
+__device__ __forceinline__ void bn_wgmma_h16_n128(float (&d)[64], unsigned long long adesc, unsigned long long bdesc) {
+#ifdef BN_HAVE_WGMMA
+#define BN_WG_H16_ARGS                                                                                                \
+    "{"                                                                                                               \
+    "%0, %1, %2, %3, %4, %5, %6, %7, "                                                                                \
+    "%8, %9, %10, %11, %12, %13, %14, %15, "                                                                          \
+    "%16, %17, %18, %19, %20, %21, %22, %23, "                                                                        \
+    "%24, %25, %26, %27, %28, %29, %30, %31, "                                                                        \
+    "%32, %33, %34, %35, %36, %37, %38, %39, "                                                                        \
+    "%40, %41, %42, %43, %44, %45, %46, %47, "                                                                        \
+    "%48, %49, %50, %51, %52, %53, %54, %55, "                                                                        \
+    "%56, %57, %58, %59, %60, %61, %62, %63"                                                                          \
+    "}, %64, %65, 1, 1, 1, 0, 0;\n"
+#define BN_WG_H16_OPS                                                                                                 \
+    : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),     \
+      "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),          \
+      "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),         \
+      "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]),         \
+      "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]),         \
+      "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]),         \
+      "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]),         \
+      "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])                       \
+    : "l"(adesc), "l"(bdesc)
+    if constexpr (BF16)
+        asm volatile("wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " BN_WG_H16_ARGS BN_WG_H16_OPS);
+    else
+        asm volatile("wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 " BN_WG_H16_ARGS BN_WG_H16_OPS);
+#undef BN_WG_H16_ARGS
+#undef BN_WG_H16_OPS
+#else
+    (void)d, (void)adesc, (void)bdesc;
+#endif
+}
+
+/* Keeps the compiler from moving reads or writes of r across this point. */
+__device__ __forceinline__ void bn_reg_fence(float &r) { asm volatile("" : "+f"(r)::"memory"); }
+
 #endif

@@ -26,6 +26,15 @@
  *    sides. The token tile is the fast grid index, so the blocks sharing a
  *    weight tile run together and read it from DRAM once (L2 serves the rest).
  *
+ * 3. On sm_90a (bn_k_wgmma_usable) and more than 64 tokens, k_dense_wgmma
+ *    instead: the same stages (the swizzle above is the hardware's 128-byte
+ *    pattern once a stage starts on a 1024-byte boundary), read by
+ *    wgmma.m64n128k16 straight from shared memory, 128 rows (two
+ *    warpgroups) x 128 tokens per block; since no operand lives in
+ *    registers, the products of one k-tile run while the next is issued
+ *    (wait for all but the newest group), and a stage is refilled once the
+ *    products that read it are done.
+ *
  * Requirements (else bn_k_dense uses the GEMV): F16/BF16, cols % 8 == 0,
  * 16-byte aligned rows (row_bytes % 16 == 0, aligned base). */
 #include <cuda_bf16.h>
@@ -34,6 +43,7 @@
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_kernels.cuh"
 #include "kernels/cuda/cuda_mma.cuh"
+#include "kernels/cuda/cuda_wgmma.cuh"
 
 extern "C" {
 #include "format/ggml_types.h"
@@ -189,6 +199,88 @@ __global__ void __launch_bounds__(DM_THREADS, 2)
             }
 }
 
+#define DW_BN 128 /* tokens per block of the wgmma kernel */
+#define DW_ST 5   /* its stages (prefetch distance DW_ST - 2) */
+#define DW_STAGE (DM_BM * 128 + DW_BN * 128)
+#define DW_SMEM (DW_ST * DW_STAGE + 1024) /* + room to align the stages to 1024 bytes */
+
+template <bool BF16>
+__global__ void __launch_bounds__(DM_THREADS)
+    k_dense_wgmma(const uint8_t *__restrict__ w, uint64_t row_bytes, int rows, int cols,
+                  const unsigned short *__restrict__ xh, const float *__restrict__ ts, int ldx, int n_tok,
+                  float *__restrict__ y) {
+#ifdef BN_HAVE_WGMMA
+    extern __shared__ uint8_t dw_dyn[];
+    uint8_t *smem = (uint8_t *)(((uintptr_t)dw_dyn + 1023) & ~(uintptr_t)1023);
+    pdl_wait();
+    pdl_launch();
+    const int tid = threadIdx.x, lane = tid & 31, wg = tid >> 7, wq = (tid >> 5) & 3, g = lane >> 2, tg = lane & 3;
+    const int tok0 = blockIdx.x * DW_BN, row0 = blockIdx.y * DM_BM, nk = ldx / DM_BK;
+    /* The loads of k_dense_mma: chunk tid % 8 of rows tid / 8 + 32 j. */
+    constexpr int A_PER = DM_BM / 32, B_PER = DW_BN / 32, A_BYTES = DM_BM * 128;
+    const int ld_r = tid >> 3, ld_c = tid & 7, ld_off = dm_swz(ld_r, ld_c);
+    const uint8_t *abase = w + ld_c * 16;
+    const unsigned short *bbase = xh + ld_c * 8;
+    auto load = [&](int s, int kt) {
+        const int k0 = kt * DM_BK;
+        const bool kin = k0 + ld_c * 8 < cols;
+        uint8_t *sa = smem + s * DW_STAGE, *sb = sa + A_BYTES;
+#pragma unroll
+        for (int j = 0; j < A_PER; j++) {
+            int r = row0 + ld_r + 32 * j;
+            bool v = kin && r < rows;
+            bn_cp_async16(sa + ld_off + j * 32 * 128, v ? abase + (uint64_t)r * row_bytes + (size_t)k0 * 2 : w, v);
+        }
+#pragma unroll
+        for (int j = 0; j < B_PER; j++) {
+            int t = tok0 + ld_r + 32 * j;
+            bool v = t < n_tok;
+            bn_cp_async16(sb + ld_off + j * 32 * 128, bbase + (size_t)(v ? t : 0) * ldx + k0, v);
+        }
+    };
+    float acc[64];
+#pragma unroll
+    for (int i = 0; i < 64; i++) acc[i] = 0.0f;
+#pragma unroll
+    for (int s = 0; s < DW_ST - 2; s++) {
+        if (s < nk) load(s, s);
+        bn_cp_async_commit();
+    }
+    for (int kt = 0; kt < nk; kt++) {
+        bn_cp_async_wait<DW_ST - 3>();
+        bn_fence_proxy_async(); /* this thread's copies of stage kt, visible to the tensor core */
+        __syncthreads();        /* ... and every thread's; every warpgroup is past the products of kt - 2 */
+        const uint8_t *A = smem + (kt % DW_ST) * DW_STAGE + wg * 64 * 128, *B = smem + (kt % DW_ST) * DW_STAGE + A_BYTES;
+#pragma unroll
+        for (int i = 0; i < 64; i++) bn_reg_fence(acc[i]);
+        bn_wgmma_fence();
+#pragma unroll
+        for (int ks = 0; ks < DM_BK / 16; ks++)
+            bn_wgmma_h16_n128<BF16>(acc, bn_wgmma_desc_sw128(A + ks * 32), bn_wgmma_desc_sw128(B + ks * 32));
+        bn_wgmma_commit();
+        bn_wgmma_wait<1>(); /* the products of kt - 1 are done: its stage may be refilled after the next barrier */
+#pragma unroll
+        for (int i = 0; i < 64; i++) bn_reg_fence(acc[i]);
+        int nx = kt + DW_ST - 2; /* into stage (kt - 2) % DW_ST, whose products every warpgroup finished */
+        if (nx < nk) load(nx % DW_ST, nx);
+        bn_cp_async_commit();
+    }
+    bn_wgmma_wait<0>();
+#pragma unroll
+    for (int i = 0; i < 64; i++) bn_reg_fence(acc[i]);
+    bn_cp_async_wait<0>();
+#pragma unroll
+    for (int jn = 0; jn < DW_BN / 8; jn++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            int r = row0 + wg * 64 + wq * 16 + g + (i >> 1) * 8, t = tok0 + jn * 8 + tg * 2 + (i & 1);
+            if (r < rows && t < n_tok) y[(size_t)t * rows + r] = acc[jn * 4 + i] * ts[t];
+        }
+#else
+    (void)w, (void)row_bytes, (void)rows, (void)cols, (void)xh, (void)ts, (void)ldx, (void)n_tok, (void)y;
+#endif
+}
+
 int bn_k_dense_mma_ok(uint32_t type, const void *w, uint64_t row_bytes, int rows, int cols, int n_tok) {
     /* rows bound: the row tiles are grid y (at most 65535). */
     return (type == BN_GGML_F16 || type == BN_GGML_BF16) && n_tok >= BN_DENSE_MMA_MIN_TOK && rows > 0 &&
@@ -227,25 +319,45 @@ static cudaError_t dm_launch(cudaStream_t st, const uint8_t *w, uint64_t row_byt
 }
 
 template <bool BF16>
+static cudaError_t dw_launch(cudaStream_t st, const uint8_t *w, uint64_t row_bytes, int rows, int cols,
+                             const unsigned short *xh, const float *ts, int ldx, int n_tok, float *y) {
+    static bool allowed[64]; /* as in dm_launch */
+    int dev = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e != cudaSuccess) return e;
+    if (dev < 0 || dev >= 64 || !allowed[dev]) {
+        e = cudaFuncSetAttribute(k_dense_wgmma<BF16>, cudaFuncAttributeMaxDynamicSharedMemorySize, DW_SMEM);
+        if (e != cudaSuccess) return e;
+        if (dev >= 0 && dev < 64) allowed[dev] = true;
+    }
+    dim3 grid((unsigned)((n_tok + DW_BN - 1) / DW_BN), (unsigned)((rows + DM_BM - 1) / DM_BM));
+    e = bn_launch(k_dense_wgmma<BF16>, grid, DM_THREADS, (size_t)DW_SMEM, st, w, row_bytes, rows, cols, xh, ts, ldx,
+                  n_tok, y);
+    return e != cudaSuccess ? e : cudaGetLastError();
+}
+
+template <bool BF16>
 static cudaError_t dm_typed(cudaStream_t st, const uint8_t *w, uint64_t row_bytes, int rows, int cols,
-                            const float *x, int n_tok, float *y, uint8_t *scratch) {
+                            const float *x, int n_tok, float *y, uint8_t *scratch, bool mma_only) {
     int ldx = dm_ldx(cols);
     unsigned short *xh = (unsigned short *)scratch;
     float *ts = (float *)(scratch + dm_half_bytes(n_tok, cols));
     cudaError_t e = bn_launch(k_dense_act_half<BF16>, (unsigned)n_tok, 256, 0, st, x, cols, ldx, xh, ts);
     if (e == cudaSuccess) e = cudaGetLastError();
     if (e != cudaSuccess) return e;
+    if (n_tok > 64 && !mma_only && bn_k_wgmma_usable())
+        return dw_launch<BF16>(st, w, row_bytes, rows, cols, xh, ts, ldx, n_tok, y);
     if (n_tok <= 32) return dm_launch<BF16, 32>(st, w, row_bytes, rows, cols, xh, ts, ldx, n_tok, y);
     if (n_tok <= 64) return dm_launch<BF16, 64>(st, w, row_bytes, rows, cols, xh, ts, ldx, n_tok, y);
     return dm_launch<BF16, 128>(st, w, row_bytes, rows, cols, xh, ts, ldx, n_tok, y);
 }
 
 cudaError_t bn_k_dense_mma(cudaStream_t st, uint32_t type, const void *w, uint64_t row_bytes, int rows, int cols,
-                           const float *x, int n_tok, float *y, void *scratch) {
+                           const float *x, int n_tok, float *y, void *scratch, int mma_only) {
     if (!bn_k_dense_mma_ok(type, w, row_bytes, rows, cols, n_tok) || !scratch || ((uintptr_t)scratch & 15))
         return cudaErrorInvalidValue;
     const uint8_t *p = (const uint8_t *)w;
     uint8_t *sc = (uint8_t *)scratch;
-    return type == BN_GGML_BF16 ? dm_typed<true>(st, p, row_bytes, rows, cols, x, n_tok, y, sc)
-                                : dm_typed<false>(st, p, row_bytes, rows, cols, x, n_tok, y, sc);
+    return type == BN_GGML_BF16 ? dm_typed<true>(st, p, row_bytes, rows, cols, x, n_tok, y, sc, mma_only != 0)
+                                : dm_typed<false>(st, p, row_bytes, rows, cols, x, n_tok, y, sc, mma_only != 0);
 }

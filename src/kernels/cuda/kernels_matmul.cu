@@ -555,7 +555,7 @@ cudaError_t bn_k_dense(cudaStream_t st, uint32_t type, const void *w, uint64_t r
                        const float *x, int n_tok, float *y, void *scratch, size_t scratch_bytes) {
     if (scratch && bn_k_dense_mma_ok(type, w, row_bytes, rows, cols, n_tok) &&
         scratch_bytes >= bn_k_dense_mma_scratch(n_tok, cols))
-        return bn_k_dense_mma(st, type, w, row_bytes, rows, cols, x, n_tok, y, scratch);
+        return bn_k_dense_mma(st, type, w, row_bytes, rows, cols, x, n_tok, y, scratch, 0);
     return bn_k_dense_gemv(st, type, w, row_bytes, rows, cols, x, n_tok, y);
 }
 

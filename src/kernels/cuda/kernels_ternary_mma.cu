@@ -337,9 +337,9 @@ extern "C" int bn_cuda_kernel_dense(int variant, uint32_t type, const void *w, u
         if (variant == 0) return bn_k_dense(0, type, w, row_bytes, rows, cols, x, n_tok, y, scratch, scratch_bytes);
         if (variant == 1) return bn_k_dense_gemv(0, type, w, row_bytes, rows, cols, x, n_tok, y);
         if (scratch_bytes < bn_k_dense_mma_scratch(n_tok, cols)) return cudaErrorInvalidValue;
-        return bn_k_dense_mma(0, type, w, row_bytes, rows, cols, x, n_tok, y, scratch);
+        return bn_k_dense_mma(0, type, w, row_bytes, rows, cols, x, n_tok, y, scratch, variant == 3);
     };
-    if (variant < 0 || variant > 2) return (int)cudaErrorInvalidValue;
+    if (variant < 0 || variant > 3) return (int)cudaErrorInvalidValue;
     return (int)tm_timed(fn, reps, ms);
 }
 
