@@ -506,7 +506,7 @@ static int run_op(cuda_backend *c, const op_rec *r, int avail, int graph, const 
             jobs[0].accumulate = 1;
             used = 2;
         }
-        *label = used == 2 ? P_TERN_ADD : n == 3 ? P_TERN3 : n == 2 ? P_TERN2 : P_TERN;
+        *label = jobs[0].accumulate ? P_TERN_ADD : n == 3 ? P_TERN3 : n == 2 ? P_TERN2 : P_TERN;
         check(c, bn_k_ternary(st, jobs, n, r->dim, &r->qa, r->n_tok), "ternary matmul");
         return used;
     }
