@@ -244,13 +244,15 @@ cudaError_t bn_k_ternary_wgmma(cudaStream_t st, const bn_tern_job *jobs, int n_j
     }
 }
 
-/* Measured on an H100 (whole 256-sequence decode steps, one tile forced
- * for every GEMM: 128x128 9.47 ms, 128x64 7.91, 64x128 9.52, 64x64
- * 7.56–7.61, 64x32 7.23, against 8.44–8.47 for the mma.sync kernel's
- * choices): 64x32 for steps of up to 256 tokens, where the grid must cover
- * the SMs; above, 128x64, the best or near it on every 2B4T shape at 1024
- * tokens in the kernel benchmark (455–609 TOP/s). */
+/* Measured on an H100 (whole 256-sequence decode steps, argmax on the
+ * device, one tile forced for every GEMM; bench_cuda --batched-only 256
+ * --tiles): at positions 3..10 / 130..137, 64x32 6.68 / 8.09 ms,
+ * 64x32/k2 6.16 / 7.56, 64x64/k2 6.14 / 7.61, 128x32/k2 6.09 / 7.40, 64x64
+ * 6.46 / 7.90, 128x64 6.97 / 8.54. So 128x32/k2 for steps of 129..256
+ * tokens; 64x32 below (not re-measured with the k-group tiles); above,
+ * 128x64, the best or near it on every 2B4T shape at 1024 tokens in the
+ * kernel benchmark (455–609 TOP/s). */
 int bn_k_wgmma_pick(const bn_tern_job *jobs, int n_jobs, int cols, int n_tok) {
     (void)jobs, (void)n_jobs, (void)cols;
-    return n_tok <= 256 ? 5 : 2;
+    return n_tok <= 128 ? 5 : n_tok <= 256 ? 10 : 2;
 }
