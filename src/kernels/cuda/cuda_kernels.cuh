@@ -90,9 +90,8 @@ void bn_k_wgmma_init(void);
 /* Tile 1..TW_N; cudaErrorNotSupported when !bn_k_wgmma_usable(). */
 cudaError_t bn_k_ternary_wgmma(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, int cols, const bn_qact *a,
                                int n_tok, int tile);
-/* The tile (1..TW_N) for these jobs of `cols` inputs and n_tok tokens
- * (measured rule). */
-int bn_k_wgmma_pick(const bn_tern_job *jobs, int n_jobs, int cols, int n_tok);
+/* The tile chosen for a step of n_tok tokens (1..TW_N; measured rule). */
+int bn_k_wgmma_pick(int n_tok);
 /* The previous GEMM (one launch per job, 128x64 tiles; tests, benchmarks). */
 cudaError_t bn_k_ternary_mma_v1(cudaStream_t st, const bn_tern_job *jobs, int n_jobs, int cols, const bn_qact *a,
                                 int n_tok);

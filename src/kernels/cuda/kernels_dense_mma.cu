@@ -102,6 +102,44 @@ struct dm_cfg {
 /* Byte offset of 16-byte chunk c of row r in a swizzled 128-byte-row tile. */
 __device__ __forceinline__ int dm_swz(int r, int c) { return r * 128 + ((c ^ (r & 7)) << 4); }
 
+/* One thread's cp.async copies of a k-tile, for both GEMM kernels: chunk
+ * tid % 8 of rows tid / 8 + 32 j (A: 4 of 128 weight rows, B: BN / 32 of BN
+ * tokens), so the swizzled offset differs between j only by 32 rows. Rows
+ * past the end read row 0 (a valid address) with a zero fill. */
+template <int BN>
+struct dm_loader {
+    static constexpr int A_PER = DM_BM / 32, B_PER = BN / 32;
+    const uint8_t *w, *abase;
+    const unsigned short *bbase;
+    uint64_t row_bytes;
+    int rows, cols, ldx, n_tok, row0, tok0, ld_r, ld_c, ld_off;
+
+    __device__ __forceinline__ dm_loader(const uint8_t *w_, uint64_t row_bytes_, int rows_, int cols_,
+                                         const unsigned short *xh, int ldx_, int n_tok_, int row0_, int tok0_,
+                                         int tid)
+        : w(w_), abase(w_ + (tid & 7) * 16), bbase(xh + (tid & 7) * 8), row_bytes(row_bytes_), rows(rows_),
+          cols(cols_), ldx(ldx_), n_tok(n_tok_), row0(row0_), tok0(tok0_), ld_r(tid >> 3), ld_c(tid & 7),
+          ld_off(dm_swz(tid >> 3, tid & 7)) {}
+
+    /* Starts the copies of k-tile kt into sa (A) and sb (B). */
+    __device__ __forceinline__ void load(uint8_t *sa, uint8_t *sb, int kt) const {
+        const int k0 = kt * DM_BK;
+        const bool kin = k0 + ld_c * 8 < cols; /* cols % 8 == 0: a chunk is all in or all out */
+#pragma unroll
+        for (int j = 0; j < A_PER; j++) {
+            int r = row0 + ld_r + 32 * j;
+            bool v = kin && r < rows;
+            bn_cp_async16(sa + ld_off + j * 32 * 128, v ? abase + (uint64_t)r * row_bytes + (size_t)k0 * 2 : w, v);
+        }
+#pragma unroll
+        for (int j = 0; j < B_PER; j++) {
+            int t = tok0 + ld_r + 32 * j;
+            bool v = t < n_tok;
+            bn_cp_async16(sb + ld_off + j * 32 * 128, bbase + (size_t)(v ? t : 0) * ldx + k0, v);
+        }
+    }
+};
+
 template <bool BF16, int BN>
 __global__ void __launch_bounds__(DM_THREADS, 2)
     k_dense_mma(const uint8_t *__restrict__ w, uint64_t row_bytes, int rows, int cols,
@@ -116,31 +154,8 @@ __global__ void __launch_bounds__(DM_THREADS, 2)
     const int tok0 = blockIdx.x * BN, row0 = blockIdx.y * DM_BM, nk = ldx / DM_BK;
     uint8_t *sa = dm_smem, *sb = dm_smem + C::STAGES * C::A_BYTES;
 
-    /* This thread's cp.async chunks: chunk tid % 8 of rows tid / 8 + 32 j
-     * (A: 4 of 128 rows, B: BN / 32 of BN tokens), so the swizzled offset
-     * differs between j only by 32 rows. Rows past the end read row 0 (a
-     * valid address) with a zero fill. */
-    constexpr int A_PER = DM_BM / 32, B_PER = BN / 32;
-    const int ld_r = tid >> 3, ld_c = tid & 7, ld_off = dm_swz(ld_r, ld_c);
-    const uint8_t *abase = w + ld_c * 16;
-    const unsigned short *bbase = xh + ld_c * 8;
-    auto load = [&](int s, int kt) {
-        const int k0 = kt * DM_BK;
-        const bool kin = k0 + ld_c * 8 < cols; /* cols % 8 == 0: a chunk is all in or all out */
-#pragma unroll
-        for (int j = 0; j < A_PER; j++) {
-            int r = row0 + ld_r + 32 * j;
-            bool v = kin && r < rows;
-            bn_cp_async16(sa + s * C::A_BYTES + ld_off + j * 32 * 128,
-                          v ? abase + (uint64_t)r * row_bytes + (size_t)k0 * 2 : w, v);
-        }
-#pragma unroll
-        for (int j = 0; j < B_PER; j++) {
-            int t = tok0 + ld_r + 32 * j;
-            bool v = t < n_tok;
-            bn_cp_async16(sb + s * C::B_BYTES + ld_off + j * 32 * 128, bbase + (size_t)(v ? t : 0) * ldx + k0, v);
-        }
-    };
+    const dm_loader<BN> ld(w, row_bytes, rows, cols, xh, ldx, n_tok, row0, tok0, tid);
+    auto load = [&](int s, int kt) { ld.load(sa + s * C::A_BYTES, sb + s * C::B_BYTES, kt); };
 
     float acc[C::MT][C::NT][4];
 #pragma unroll
@@ -216,28 +231,9 @@ __global__ void __launch_bounds__(DM_THREADS)
     pdl_launch();
     const int tid = threadIdx.x, lane = tid & 31, wg = tid >> 7, wq = (tid >> 5) & 3, g = lane >> 2, tg = lane & 3;
     const int tok0 = blockIdx.x * DW_BN, row0 = blockIdx.y * DM_BM, nk = ldx / DM_BK;
-    /* The loads of k_dense_mma: chunk tid % 8 of rows tid / 8 + 32 j. */
-    constexpr int A_PER = DM_BM / 32, B_PER = DW_BN / 32, A_BYTES = DM_BM * 128;
-    const int ld_r = tid >> 3, ld_c = tid & 7, ld_off = dm_swz(ld_r, ld_c);
-    const uint8_t *abase = w + ld_c * 16;
-    const unsigned short *bbase = xh + ld_c * 8;
-    auto load = [&](int s, int kt) {
-        const int k0 = kt * DM_BK;
-        const bool kin = k0 + ld_c * 8 < cols;
-        uint8_t *sa = smem + s * DW_STAGE, *sb = sa + A_BYTES;
-#pragma unroll
-        for (int j = 0; j < A_PER; j++) {
-            int r = row0 + ld_r + 32 * j;
-            bool v = kin && r < rows;
-            bn_cp_async16(sa + ld_off + j * 32 * 128, v ? abase + (uint64_t)r * row_bytes + (size_t)k0 * 2 : w, v);
-        }
-#pragma unroll
-        for (int j = 0; j < B_PER; j++) {
-            int t = tok0 + ld_r + 32 * j;
-            bool v = t < n_tok;
-            bn_cp_async16(sb + ld_off + j * 32 * 128, bbase + (size_t)(v ? t : 0) * ldx + k0, v);
-        }
-    };
+    constexpr int A_BYTES = DM_BM * 128;
+    const dm_loader<DW_BN> ld(w, row_bytes, rows, cols, xh, ldx, n_tok, row0, tok0, tid);
+    auto load = [&](int s, int kt) { ld.load(smem + s * DW_STAGE, smem + s * DW_STAGE + A_BYTES, kt); };
     float acc[64];
 #pragma unroll
     for (int i = 0; i < 64; i++) acc[i] = 0.0f;

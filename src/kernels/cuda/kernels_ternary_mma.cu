@@ -191,8 +191,8 @@ static int tm_pick_mma(const bn_tern_job *jobs, int n_jobs, int n_tok, int n_sm)
 /* Tiles TM_N + 1..TM_N + TW_N are the wgmma kernel's, taken from
  * TW_MIN_TOK tokens on when this GPU runs it. */
 #define TW_MIN_TOK 64
-static int tm_pick(const bn_tern_job *jobs, int n_jobs, int cols, int n_tok, int n_sm) {
-    if (n_tok >= TW_MIN_TOK && bn_k_wgmma_usable()) return TM_N + bn_k_wgmma_pick(jobs, n_jobs, cols, n_tok);
+static int tm_pick(const bn_tern_job *jobs, int n_jobs, int n_tok, int n_sm) {
+    if (n_tok >= TW_MIN_TOK && bn_k_wgmma_usable()) return TM_N + bn_k_wgmma_pick(n_tok);
     return tm_pick_mma(jobs, n_jobs, n_tok, n_sm);
 }
 
@@ -246,7 +246,7 @@ cudaError_t bn_k_ternary_mma(cudaStream_t st, const bn_tern_job *jobs, int n_job
         if (jobs[i].rows < 1) return cudaErrorInvalidValue;
     if (n_tok > 65535 * 32) return cudaErrorInvalidValue;
     if (tile == 0) tile = tm_forced(jobs, n_jobs, cols);
-    if (tile == 0) tile = tm_pick(jobs, n_jobs, cols, n_tok, tm_sm_count());
+    if (tile == 0) tile = tm_pick(jobs, n_jobs, n_tok, tm_sm_count());
     if (tile > TM_N) { /* a wgmma tile; where the GPU cannot run it, the default mma.sync tile */
         if (bn_k_wgmma_usable()) return bn_k_ternary_wgmma(st, jobs, n_jobs, cols, a, n_tok, tile - TM_N);
         tile = 1;
@@ -322,7 +322,7 @@ extern "C" int bn_cuda_kernel_ternary_tile(int n_mat, const int *rows, int cols,
     if (n_mat < 1 || n_mat > BN_TERN_MAX_JOBS) return 0;
     for (int i = 0; i < n_mat; i++) jobs[i].rows = rows[i];
     int forced = tm_forced(jobs, n_mat, cols);
-    return forced ? forced : tm_pick(jobs, n_mat, cols, n_tok, tm_sm_count());
+    return forced ? forced : tm_pick(jobs, n_mat, n_tok, tm_sm_count());
 }
 
 extern "C" void bn_cuda_kernel_force_tiles(const int *tiles) {

@@ -252,7 +252,4 @@ cudaError_t bn_k_ternary_wgmma(cudaStream_t st, const bn_tern_job *jobs, int n_j
  * tokens; 64x32 below (not re-measured with the k-group tiles); above,
  * 128x64, the best or near it on every 2B4T shape at 1024 tokens in the
  * kernel benchmark (455–609 TOP/s). */
-int bn_k_wgmma_pick(const bn_tern_job *jobs, int n_jobs, int cols, int n_tok) {
-    (void)jobs, (void)n_jobs, (void)cols;
-    return n_tok <= 128 ? 5 : n_tok <= 256 ? 10 : 2;
-}
+int bn_k_wgmma_pick(int n_tok) { return n_tok <= 128 ? 5 : n_tok <= 256 ? 10 : 2; }
