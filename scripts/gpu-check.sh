@@ -29,6 +29,9 @@ OUT=${OUT:-$PWD/gpu-check-out}
 mkdir -p "$OUT"
 [ -z "$KIT" ] && { [ -d .kit ] && KIT=.kit || KIT=../shared/conformance; }
 export BITNET_TEST_KIT="$(cd "$KIT" && pwd)"  # the CUDA batch test looks for the kit here
+# On compute capability 9.0+ the persistent decode kernel must run (test_decode_layers checks).
+cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | cut -d. -f1)
+[ -n "$cc" ] && [ "$cc" -ge 9 ] 2>/dev/null && export BITNET_TEST_NEED_LAYERS=1
 SUMMARY="$OUT/summary.txt"
 : > "$SUMMARY"
 status=0

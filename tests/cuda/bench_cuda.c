@@ -512,10 +512,22 @@ int main(int argc, char **argv) {
         return 0;
     }
 
-    if (decode_only) { /* for profilers: only decode steps */
+    if (decode_only) { /* for profilers: only decode steps; BENCH_LAYERS_BOTH=1 adds the other decode path */
         double t = time_decode(&b, 512, steps);
-        printf("decode batch 1 (graph): %.1f tok/s, %.3f ms/token\n", t, 1e3 / t);
+        int on = bn_cuda_layers_runs(b.be) > 0;
+        printf("decode batch 1 (graph, %s): %.1f tok/s, %.3f ms/token\n",
+               on ? "persistent layers kernel" : "per-layer launches", t, 1e3 / t);
         drop_backend(&b);
+        if (getenv("BENCH_LAYERS_BOTH")) {
+            setenv("BITNET_CUDA_LAYERS", on ? "0" : "1", 1);
+            int ok = make_backend(&b, 1, n_ctx, max_b);
+            unsetenv("BITNET_CUDA_LAYERS");
+            if (!ok) return 1;
+            t = time_decode(&b, 512, steps);
+            printf("decode batch 1 (graph, %s): %.1f tok/s, %.3f ms/token\n",
+                   bn_cuda_layers_runs(b.be) > 0 ? "persistent layers kernel" : "per-layer launches", t, 1e3 / t);
+            drop_backend(&b);
+        }
         synth_model_free(&b.m);
         free(b.tok), logits_free(b.logits);
         return 0;
@@ -530,8 +542,9 @@ int main(int argc, char **argv) {
     double kv = 2.0 * hp.n_layer * hp.n_head_kv * hp.head_dim * 2.0 * pos_avg;
     double roof = (weights + kv) / bw;
     printf("decode batch 1 (graph): %.1f tok/s, %.3f ms/token; roofline %.3f ms (%.0f MB/token at %.0f GB/s) -> "
-           "%.0f%% of roofline\n",
-           tg, 1e3 / tg, roof * 1e3, (weights + kv) / 1e6, bw / 1e9, 100.0 * roof * tg);
+           "%.0f%% of roofline (persistent layers kernel: %s)\n",
+           tg, 1e3 / tg, roof * 1e3, (weights + kv) / 1e6, bw / 1e9, 100.0 * roof * tg,
+           bn_cuda_layers_runs(b.be) > 0 ? "yes" : "no");
 
     for (int i = 0; i < 4; i++) {
         int B = (int[]){1, 8, 64, 256}[i];
@@ -566,13 +579,14 @@ int main(int argc, char **argv) {
     /* The decode optimizations one at a time (graph on): programmatic
      * dependent launch, and the decode fusions (norm prologues in the
      * matmuls, one-launch attention); a longer context. */
-    const char *vars[][2] = {{"BITNET_CUDA_PDL", "0"}, {"BITNET_CUDA_FUSE", "0"}, {"BITNET_CUDA_PDL", "0"}};
-    const char *names[] = {"PDL off", "fusions off", "PDL and fusions off"};
-    for (int v = 0; v < 3; v++) {
+    const char *vars[][2] = {{"BITNET_CUDA_LAYERS", "1"}, {"BITNET_CUDA_PDL", "0"}, {"BITNET_CUDA_FUSE", "0"},
+                             {"BITNET_CUDA_PDL", "0"}};
+    const char *names[] = {"persistent layers kernel (BITNET_CUDA_LAYERS=1)", "PDL off", "fusions off", "PDL and fusions off"};
+    for (int v = 0; v < 4; v++) {
         setenv(vars[v][0], vars[v][1], 1);
-        if (v == 2) setenv("BITNET_CUDA_FUSE", "0", 1);
+        if (v == 3) setenv("BITNET_CUDA_FUSE", "0", 1);
         int ok = make_backend(&b, 1, n_ctx, max_b);
-        unsetenv("BITNET_CUDA_PDL"), unsetenv("BITNET_CUDA_FUSE");
+        unsetenv("BITNET_CUDA_PDL"), unsetenv("BITNET_CUDA_FUSE"), unsetenv("BITNET_CUDA_LAYERS");
         if (!ok) return 1;
         double t = time_decode(&b, pos0, steps);
         printf("decode batch 1 (graph, %s): %.1f tok/s, %.3f ms/token\n", names[v], t, 1e3 / t);

@@ -973,6 +973,131 @@ static void test_decode_long(void **state) {
 #endif
 }
 
+/* The persistent layers kernel's work plan, checked on the host (no GPU
+ * needed, so CI runs it): the shapes of 2B4T on the multiprocessor counts of
+ * an H100 SXM / H200 (132), H100 PCIe (114) and smaller parts, head_dim 256
+ * (Falcon3), the shapes test_decode_layers runs; and a shape the kernel
+ * cannot take (rows of 192), which the check must reject. */
+static void test_decode_layers_plan(void **state) {
+    (void)state;
+#ifdef BITNET_HAVE_CUDA
+    const struct {
+        int E, H, KV, hd, F, ctx, sm;
+    } shapes[] = {{2560, 20, 5, 128, 6912, 4096, 132}, {2560, 20, 5, 128, 6912, 4096, 114},
+                  {2560, 20, 5, 128, 6912, 2048, 78},  {2048, 8, 4, 256, 8192, 2048, 132},
+                  {256, 8, 2, 32, 512, 400, 132},      {384, 6, 3, 64, 640, 400, 132},
+                  {256, 12, 2, 96, 384, 400, 132},     {128, 2, 1, 64, 256, 400, 132},
+                  {256, 12, 2, 96, 384, 9000, 132}};
+    char msg[200];
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        unsigned smem = 0;
+        msg[0] = 0;
+        int ok = bn_cuda_layers_check_plan(shapes[i].E, shapes[i].H, shapes[i].KV, shapes[i].hd, shapes[i].F,
+                                           shapes[i].ctx, shapes[i].sm, &smem, msg, sizeof msg);
+        fprintf(stderr, "decode layers plan %d/%d/%d/%d/%d on %d blocks: %s, %u bytes of shared memory%s%s\n",
+                shapes[i].E, shapes[i].H, shapes[i].KV, shapes[i].hd, shapes[i].F, shapes[i].sm, ok ? "sound" : "BAD",
+                smem, ok ? "" : ": ", msg);
+        assert_true(ok);
+    }
+    unsigned smem = 0;
+    bn_cuda_layers_check_plan(2560, 20, 5, 128, 6912, 4096, 132, &smem, msg, sizeof msg);
+    assert_true(smem <= 227 * 1024 - 1024); /* an H100's opt-in limit, less the kernel's static arrays */
+    assert_false(bn_cuda_layers_check_plan(192, 3, 1, 64, 384, 64, 132, NULL, msg, sizeof msg));
+    fprintf(stderr, "decode layers plan 192/3/1/64/384 rejected: %s\n", msg);
+#endif
+}
+
+/* The persistent layers kernel (one launch for the layers of a one-token
+ * step, compute capability 9.0) against the per-layer launches
+ * (BITNET_CUDA_LAYERS=0) and the CPU, over decode steps that span several
+ * attention splits: sub-norms with relu² and none with SiLU, interleaved
+ * RoPE, one to three query-head groups per kv head (G = 6: two blocks per
+ * head), head sizes 32 / 64 / 96, and 42 layers (two launches per step). The
+ * attention sums in another order, so an int8 rounding may flip (~1e-2 on
+ * these small models); a wrong row, position or split gives ~1. Where the
+ * kernel must run (BITNET_TEST_NEED_LAYERS set: gpu-check.sh on 9.0+), the
+ * test also fails when it did not. BITNET_CUDA_LAYERS=1 / 0 on both sides,
+ * whatever the default. */
+static void test_decode_layers(void **state) {
+    fixture *f = *state;
+    NEED_GPU(f);
+#ifdef BITNET_HAVE_CUDA
+    const bn_hparams shapes[] = {
+        {.n_vocab = 311, .n_embd = 256, .n_layer = 3, .n_head = 8, .n_head_kv = 2, .head_dim = 32, .n_ff = 512,
+         .n_ctx_train = 512, .rms_eps = 1e-5f, .rope_theta = 500000.0f, .rope_neox = 1, .has_sub_norms = 1,
+         .ffn_act = BN_GLU_RELU2},
+        {.n_vocab = 257, .n_embd = 384, .n_layer = 2, .n_head = 6, .n_head_kv = 3, .head_dim = 64, .n_ff = 640,
+         .n_ctx_train = 512, .rms_eps = 1e-6f, .rope_theta = 10000.0f, .rope_neox = 0, .has_sub_norms = 0,
+         .ffn_act = BN_GLU_SILU},
+        {.n_vocab = 301, .n_embd = 256, .n_layer = 2, .n_head = 12, .n_head_kv = 2, .head_dim = 96, .n_ff = 384,
+         .n_ctx_train = 512, .rms_eps = 1e-5f, .rope_theta = 10000.0f, .rope_neox = 1, .has_sub_norms = 1,
+         .ffn_act = BN_GLU_RELU2},
+        {.n_vocab = 129, .n_embd = 128, .n_layer = 42, .n_head = 2, .n_head_kv = 1, .head_dim = 64, .n_ff = 256,
+         .n_ctx_train = 512, .rms_eps = 1e-5f, .rope_theta = 10000.0f, .rope_neox = 1, .has_sub_norms = 1,
+         .ffn_act = BN_GLU_RELU2}};
+    const int need = getenv("BITNET_TEST_NEED_LAYERS") != NULL;
+    int fails = 0;
+    for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
+        const bn_hparams *hp = &shapes[c];
+        static bitnet_model m; /* see test_decode_long */
+        assert_true(synth_model_init(&m, hp, 4321 + c));
+        bitnet_error err;
+        assert_int_equal(f->gpu->ops->prepare_model(f->gpu, &m, &err), BITNET_OK);
+        size_t V = (size_t)hp->n_vocab;
+        const int n_prompt = c == 3 ? 20 : 300, nd = 24, n_ctx = 400;
+        int32_t tok[400];
+        for (int i = 0; i < n_prompt + nd; i++) tok[i] = (int32_t)(synth_rng(&f->rng) % V);
+        float *lg = malloc((1 + nd) * V * 4), *ln = malloc((1 + nd) * V * 4), *lc = malloc((1 + nd) * V * 4);
+        bn_backend *g1 = gpu_with("BITNET_CUDA_LAYERS", "1");
+        assert_int_equal(g1->ops->prepare_model(g1, &m, &err), BITNET_OK);
+        run_long(&m, g1, tok, n_ctx, n_prompt, 100, nd, lg);
+        long runs = bn_cuda_layers_runs(g1);
+        g1->ops->destroy(g1);
+        /* Without graphs the step's position comes from the host: the same bits. */
+        float *lh = malloc((1 + nd) * V * 4);
+        setenv("BITNET_CUDA_GRAPH", "0", 1);
+        bn_backend *g2 = gpu_with("BITNET_CUDA_LAYERS", "1");
+        unsetenv("BITNET_CUDA_GRAPH");
+        assert_int_equal(g2->ops->prepare_model(g2, &m, &err), BITNET_OK);
+        run_long(&m, g2, tok, n_ctx, n_prompt, 100, nd, lh);
+        long runs_ng = bn_cuda_layers_runs(g2);
+        g2->ops->destroy(g2);
+        int same_ng = !memcmp(lh, lg, (1 + nd) * V * 4);
+        free(lh);
+        bn_backend *g0 = gpu_with("BITNET_CUDA_LAYERS", "0");
+        assert_int_equal(g0->ops->prepare_model(g0, &m, &err), BITNET_OK);
+        run_long(&m, g0, tok, n_ctx, n_prompt, 100, nd, ln);
+        long runs_off = bn_cuda_layers_runs(g0);
+        g0->ops->destroy(g0);
+        run_long(&m, f->cpu, tok, n_ctx, n_prompt, 100, nd, lc);
+        double worst = 0, worst_cpu = 0, off_cpu = 0;
+        int moved = 0;
+        for (int i = 1; i <= nd; i++) {
+            double e = rel_l2(lg + i * V, ln + i * V, V);
+            worst = fmax(worst, e);
+            moved += e > 1e-3;
+            worst_cpu = fmax(worst_cpu, rel_l2(lg + i * V, lc + i * V, V));
+            off_cpu = fmax(off_cpu, rel_l2(ln + i * V, lc + i * V, V));
+        }
+        fprintf(stderr,
+                "decode layers %zu (%d layers, G %d, hd %d): %ld persistent launches for %d steps; worst per-step rel "
+                "L2 vs per-layer launches %.3g (%d steps above 1e-3), vs CPU %.3g (per-layer launches vs CPU %.3g); "
+                "without graphs (%ld launches) %s\n",
+                c, hp->n_layer, hp->n_head / hp->n_head_kv, hp->head_dim, runs, nd, worst, moved, worst_cpu, off_cpu,
+                runs_ng, same_ng ? "bit-identical" : "DIFFERENT");
+        fails += !same_ng || (need && runs_ng < nd);
+        fails += runs_off != 0;              /* BITNET_CUDA_LAYERS=0 is obeyed */
+        fails += need && runs < nd;          /* it ran every step (two launches per step with 42 layers) */
+        fails += !(worst < 5e-2) || moved > nd / 4 || !(worst_cpu < 5e-2);
+        free(lg), free(ln), free(lc);
+        f->gpu->ops->destroy(f->gpu);
+        assert_int_equal(bn_backend_cuda_create(&f->gpu, 0, &err), BITNET_OK);
+        synth_model_free(&m);
+    }
+    assert_int_equal(fails, 0);
+#endif
+}
+
 #ifdef BITNET_HAVE_CUDA
 /* Exact product (double) of an F16/BF16 head with f32 activations. */
 static void dense_ref(const bn_dense *d, const float *x, int n_tok, float *ref) {
@@ -1154,6 +1279,7 @@ int main(void) {
         cmocka_unit_test(test_embed),          cmocka_unit_test(test_rope),     cmocka_unit_test(test_attention),
         cmocka_unit_test(test_attention_batch),
         cmocka_unit_test(test_glu_add),        cmocka_unit_test(test_argmax),   cmocka_unit_test(test_forward),  cmocka_unit_test(test_decode_long),
+        cmocka_unit_test(test_decode_layers_plan), cmocka_unit_test(test_decode_layers),
         cmocka_unit_test(test_decode_matmul),  cmocka_unit_test(test_decode_attention),
         cmocka_unit_test(test_dense_mma),      cmocka_unit_test(test_ternary_tiles),
     };

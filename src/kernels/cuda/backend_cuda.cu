@@ -39,6 +39,9 @@
  * dependent launch; BITNET_CUDA_FUSE=0 disables the decode fusions (the
  * previous kernels: separate norms, attention in three launches);
  * BITNET_CUDA_FUSE_MULTI=0 runs steps of several tokens op by op, unfused;
+ * BITNET_CUDA_LAYERS=1 runs the layers of one-token steps as one persistent
+ * launch where bn_k_decode_layers_fits (opt-in: written without a GPU, not
+ * yet run on one), 0 (the default) keeps the per-layer launches;
  * BITNET_CUDA_PROFILE=1 times every launch (without graphs or PDL) and prints
  * GPU time per kind of launch when the backend is destroyed. */
 #include <cuda_runtime.h>
@@ -103,13 +106,13 @@ struct model_entry {
 /* Profile labels (BITNET_CUDA_PROFILE=1): GPU time per kind of launch. */
 enum prof_label { P_EMBED, P_NORM, P_NORM_Q, P_QUANT, P_TERN, P_TERN_ADD, P_TERN2, P_TERN3, P_DENSE, P_ROPE, P_ATTN,
                   P_GLU, P_ADD, P_GLU_Q, P_ROPE_ATTN, P_PRO1, P_PRO_ADD, P_PRO2, P_PRO3, P_ATTN_DEC, P_ROPE_B,
-                  P_ATTN_B, P_ROPE_ATTN_B, P_N };
+                  P_ATTN_B, P_ROPE_ATTN_B, P_LAYERS, P_N };
 static const char *prof_names[P_N] = {"embed", "rmsnorm", "rmsnorm+quantize", "quantize", "ternary", "ternary+add",
                                       "ternary x2", "ternary x3", "dense head", "rope", "attention", "glu", "add",
                                       "glu(+norm)+quantize", "rope+kv+attention", "[norm]+ternary",
                                       "[norm]+ternary+add", "[norm]+ternary x2", "[norm]+ternary x3",
                                       "decode attention", "rope (batch)", "attention (batch)",
-                                      "rope+kv+attention (batch)"};
+                                      "rope+kv+attention (batch)", "decode layers (persistent)"};
 
 /* thread_local flag of cuda_common.cuh: launches use PDL while it is set. */
 thread_local int bn_k_pdl = 0;
@@ -131,6 +134,9 @@ struct cuda_backend {
     int pdl;            /* programmatic dependent launch in recorded steps */
     int fuse;           /* decode fusions: norm prologues in the GEMV, one-launch attention */
     int fuse_multi;     /* steps of several tokens recorded and fused (else run op by op) */
+    int layers;         /* one-token steps: the layers in one persistent launch where it fits */
+    long layers_runs;   /* launches of it (tests) */
+    unsigned *d_bar;    /* its grid barrier counter */
     int32_t *d_tokens;
     int tok_cap;
     float *ws;          /* attention chunks */
@@ -462,11 +468,135 @@ static const op_rec *rope_qk_attn(const op_rec *r, int avail, int attn_kind) {
     return ok ? ra : NULL;
 }
 
+/* One layer of a one-token step as forward.c records it:
+ *   rmsnorm quantize ternary x3 (q k v) rope rope attention [rmsnorm] quantize
+ *   ternary (o) add rmsnorm quantize ternary x2 (gate up) glu [rmsnorm]
+ *   quantize ternary (down) add
+ * with the buffers chained as there. Fills L, and a's shapes and buffers
+ * (the first layer sets them, the others must agree). Returns the records
+ * used, 0 when they are not such a layer. Nothing reads the intermediate
+ * buffers afterwards (xn, qa, tmp, u: the next layer or the final norm
+ * rewrites them before use), so the persistent kernel skips them. */
+static int match_layer(const op_rec *r, int avail, bn_dl_args *a, bn_dl_layer *L, int first) {
+#define NEED(c)             \
+    do {                    \
+        if (!(c)) return 0; \
+    } while (0)
+    int i = 0;
+    NEED(avail >= 19);
+    const op_rec *n1 = r + i++, *q1 = r + i++;
+    NEED(n1->kind == OP_RMSNORM && n1->n_tok == 1 && q1->kind == OP_QUANTIZE && q1->x == n1->y && q1->n_tok == 1 &&
+         q1->dim == n1->dim);
+    const int E = n1->dim;
+    const op_rec *m[7];
+    for (int k = 0; k < 3; k++) {
+        m[k] = r + i++;
+        NEED(m[k]->kind == OP_TERNARY && m[k]->n_tok == 1 && m[k]->dim == E && same_qact(&m[k]->qa, &q1->qa));
+    }
+    const op_rec *ra = rope_qk_attn(r + i, avail - i, OP_ATTN), *rq = r + i;
+    NEED(ra && rq->kind == OP_ROPE && rq->n_tok == 1 && rq->y == m[0]->y && rq[1].y == m[1]->y && ra->w == m[2]->y &&
+         rq[1].pos0 == rq->pos0 && ra->pos0 == rq->pos0);
+    i += 3;
+    const bn_attn_shape *sh = &ra->s;
+    const int hd = sh->head_dim, Q = sh->n_head * hd;
+    NEED(m[0]->n == Q && m[1]->n == (int64_t)sh->n_head_kv * hd && m[2]->n == m[1]->n);
+    const op_rec *sub = NULL;
+    if (i < avail && r[i].kind == OP_RMSNORM) {
+        sub = r + i++;
+        NEED(sub->x == ra->y && sub->y == ra->y && sub->dim == Q && sub->n_tok == 1 && sub->eps == n1->eps);
+    }
+    NEED(avail - i >= 11);
+    const op_rec *q2 = r + i++;
+    NEED(q2->kind == OP_QUANTIZE && q2->x == ra->y && q2->dim == Q && q2->n_tok == 1);
+    m[3] = r + i++;
+    const op_rec *add1 = r + i++;
+    NEED(m[3]->kind == OP_TERNARY && m[3]->n_tok == 1 && m[3]->dim == Q && m[3]->n == E &&
+         same_qact(&m[3]->qa, &q2->qa) && add1->kind == OP_ADD && add1->x == m[3]->y && add1->y == n1->x &&
+         add1->n == E);
+    const op_rec *n2 = r + i++, *q3 = r + i++;
+    NEED(n2->kind == OP_RMSNORM && n2->x == n1->x && n2->dim == E && n2->n_tok == 1 && n2->eps == n1->eps &&
+         q3->kind == OP_QUANTIZE && q3->x == n2->y && q3->dim == E && q3->n_tok == 1);
+    m[4] = r + i++, m[5] = r + i++;
+    const int64_t F = m[4]->n;
+    for (int k = 4; k < 6; k++)
+        NEED(m[k]->kind == OP_TERNARY && m[k]->n_tok == 1 && m[k]->dim == E && m[k]->n == F &&
+             same_qact(&m[k]->qa, &q3->qa));
+    const op_rec *glu = r + i++;
+    NEED(glu->kind == OP_GLU && glu->y == m[4]->y && glu->x == m[5]->y && glu->n == F);
+    const op_rec *sub2 = NULL;
+    if (r[i].kind == OP_RMSNORM) {
+        sub2 = r + i++;
+        NEED(sub2->x == glu->y && sub2->y == glu->y && sub2->dim == F && sub2->n_tok == 1 && sub2->eps == n1->eps);
+    }
+    NEED(avail - i >= 3);
+    const op_rec *q4 = r + i++;
+    m[6] = r + i++;
+    const op_rec *add2 = r + i++;
+    NEED(q4->kind == OP_QUANTIZE && q4->x == glu->y && q4->dim == F && q4->n_tok == 1 && m[6]->kind == OP_TERNARY &&
+         m[6]->n_tok == 1 && m[6]->dim == F && m[6]->n == E && same_qact(&m[6]->qa, &q4->qa) &&
+         add2->kind == OP_ADD && add2->x == m[6]->y && add2->y == n1->x && add2->n == E);
+    if (first) {
+        a->n_embd = E, a->n_head = sh->n_head, a->n_kv = sh->n_head_kv, a->head_dim = hd, a->n_ff = (int)F;
+        a->n_ctx = sh->n_ctx, a->neox = rq->neox, a->relu2 = glu->act == BN_GLU_RELU2;
+        a->eps = n1->eps, a->theta = rq->theta;
+        a->x = (float *)n1->x, a->q = m[0]->y, a->k = m[1]->y, a->v = (float *)ra->w, a->att = ra->y, a->h = glu->y;
+        a->pos.val = rq->pos0; /* the rope's: the norm record carries no position */
+        /* Blocks read all of x, q, k, v, att, h while others write: no two may share memory. */
+        const void *buf[6] = {a->x, a->q, a->k, a->v, a->att, a->h};
+        const int64_t len[6] = {E, Q, m[1]->n, m[1]->n, Q, F};
+        for (int x = 0; x < 6; x++)
+            for (int y = x + 1; y < 6; y++) NEED(!overlap(buf[x], len[x], buf[y], len[y]));
+    } else {
+        NEED(a->n_embd == E && a->n_head == sh->n_head && a->n_kv == sh->n_head_kv && a->head_dim == hd &&
+             a->n_ff == F && a->n_ctx == sh->n_ctx && a->neox == rq->neox &&
+             a->relu2 == (glu->act == BN_GLU_RELU2) && a->eps == n1->eps && a->theta == rq->theta &&
+             a->pos.val == rq->pos0 &&
+             a->x == n1->x && a->q == m[0]->y && a->k == m[1]->y && a->v == ra->w && a->att == ra->y &&
+             a->h == glu->y);
+    }
+    L->attn_norm = (const float *)n1->w, L->attn_sub = sub ? (const float *)sub->w : NULL;
+    L->ffn_norm = (const float *)n2->w, L->ffn_sub = sub2 ? (const float *)sub2->w : NULL;
+    for (int k = 0; k < 7; k++) L->codes[k] = tern(m[k])->codes, L->scale[k] = tern(m[k])->scale;
+    L->K = ra->kv.k, L->V = ra->kv.v;
+    return i;
+#undef NEED
+}
+
+/* The layers at r (up to BN_DL_MAX_LAYERS) in one persistent launch, when
+ * they are whole layers and fit (bn_k_decode_layers_fits). Returns the
+ * records consumed, 0 when it does not apply. */
+static int run_decode_layers(cuda_backend *c, const op_rec *r, int avail, bn_pos pos, int *label) {
+    bn_dl_args *a = (bn_dl_args *)calloc(1, sizeof *a); /* 6 KB: not on the stack */
+    if (!a) return 0;
+    int used = 0, n = 0;
+    while (n < BN_DL_MAX_LAYERS) {
+        int u = match_layer(r + used, avail - used, a, &a->L[n], n == 0);
+        if (!u) break;
+        used += u, n++;
+    }
+    a->n_layer = n, a->pos.ptr = pos.ptr, a->ws = c->ws, a->cnt = c->d_cnt, a->bar = c->d_bar;
+    int G = n ? a->n_head / a->n_kv : 1;
+    if (!n || !bn_k_decode_layers_fits(a, c->n_sm) || bn_k_decode_layers_ws(a, c->n_sm) > c->ws_floats ||
+        a->n_kv * ((G + 3) / 4) > N_COUNTERS) {
+        free(a);
+        return 0;
+    }
+    *label = P_LAYERS;
+    check(c, bn_k_decode_layers(c->stream, a, c->n_sm), "decode layers");
+    c->layers_runs++;
+    free(a);
+    return used;
+}
+
 /* Runs the op at r[0], fusing it with the ops after it when they allow.
  * Returns the number of records consumed. */
 static int run_op(cuda_backend *c, const op_rec *r, int avail, int graph, const int32_t *tokens, int *label) {
     cudaStream_t st = c->stream;
     bn_pos pos = {r->pos0, graph ? c->d_params : NULL};
+    if (c->fuse && c->layers && r->kind == OP_RMSNORM && r->n_tok == 1 && avail >= 19) {
+        int used = run_decode_layers(c, r, avail, pos, label);
+        if (used) return used;
+    }
     if (c->fuse && avail > 1 && (r->kind == OP_RMSNORM || r->kind == OP_GLU || r->kind == OP_QUANTIZE)) {
         int used = run_fused_gemv(c, r, avail, label);
         if (used) return used;
@@ -1100,6 +1230,7 @@ static void cu_destroy(bn_backend *be) {
     store_free(&c->own);
     cudaFree(c->d_params);
     cudaFree(c->d_cnt);
+    cudaFree(c->d_bar);
     cudaFree(c->d_tokens);
     cudaFree(c->ws);
     if (c->pinned) cudaFreeHost(c->pinned);
@@ -1181,6 +1312,8 @@ static bitnet_status init_device(cuda_backend *c, bitnet_error *err) {
     if (e == cudaSuccess) e = cudaSetDevice(c->device);
     if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking);
     if (e == cudaSuccess) bn_k_wgmma_init();
+    if (e == cudaSuccess) bn_k_decode_layers_init();
+    if (e == cudaSuccess) e = cudaMalloc((void **)&c->d_bar, sizeof(unsigned));
     if (e == cudaSuccess) e = cudaMalloc((void **)&c->d_params, 2 * sizeof(int));
     if (e == cudaSuccess) e = cudaMalloc((void **)&c->d_tokens, 4096 * sizeof(int32_t));
     if (e == cudaSuccess) e = cudaMalloc((void **)&c->d_cnt, N_COUNTERS * sizeof(int));
@@ -1213,6 +1346,8 @@ extern "C" bitnet_status bn_backend_cuda_create(bn_backend **out, int device, bi
     c->fuse = !(fu && !strcmp(fu, "0"));
     const char *fm = getenv("BITNET_CUDA_FUSE_MULTI");
     c->fuse_multi = !(fm && !strcmp(fm, "0"));
+    const char *ly = getenv("BITNET_CUDA_LAYERS");
+    c->layers = ly && !strcmp(ly, "1"); /* opt-in until it has run on a GPU (docs/PERFORMANCE.md) */
     if (c->prof) c->use_graph = 0, c->pdl = 0; /* launches are timed one by one */
     bitnet_status rc = init_device(c, err);
     if (!rc && c->prof &&
@@ -1224,4 +1359,10 @@ extern "C" bitnet_status bn_backend_cuda_create(bn_backend **out, int device, bi
     }
     *out = &c->base;
     return BITNET_OK;
+}
+
+extern "C" long bn_cuda_layers_runs(bn_backend *be) {
+    cuda_backend *c = cb_of(be);
+    flush(c);
+    return c->layers_runs;
 }

@@ -64,6 +64,18 @@ bitnet_status bn_cuda_reserve(bn_backend *be, int n_head, int head_dim, bitnet_e
  * and benchmarks: the ops table has no host-to-device copy). */
 bitnet_status bn_cuda_copy_to_device(bn_backend *be, void *dst, const void *src, size_t n, bitnet_error *err);
 
+/* How many one-token steps (chunks of up to 40 layers) this backend has run
+ * as the persistent layers kernel (kernels_decode_layers.cu): tests and
+ * benchmarks tell which path ran. Runs a pending recorded step first. */
+long bn_cuda_layers_runs(bn_backend *be);
+/* Host-side check of that kernel's work plan for a shape on n_sm blocks
+ * (needs no GPU): every weight row read once by one block, from where its
+ * bulk copy lands, 16-byte aligned; the activation permutation; the
+ * attention splits at every position below n_ctx. 1 when sound, else 0 with
+ * the first problem in msg. *smem_bytes: the block's shared memory. */
+int bn_cuda_layers_check_plan(int n_embd, int n_head, int n_kv, int head_dim, int n_ff, int n_ctx, int n_sm,
+                              unsigned *smem_bytes, char *msg, size_t msg_len);
+
 /* Kernel entry points for tests and benchmarks (kernels_ternary_mma.cu,
  * kernels_dense_mma.cu). Device pointers; the device is synchronized before
  * (so that copies made on a backend's stream have landed) and after. Runs

@@ -114,4 +114,39 @@ __device__ __forceinline__ float glu_one(float a, float u, int relu2) {
     return __fmul_rn(a / (1.0f + expf(-a)), u);
 }
 
+/* Σ over 64 weights (one 16-byte chunk of 2-bit codes, the engine's layout:
+ * byte b of a 32-byte block holds weights b, 32+b, 64+b, 96+b at shifts 6, 4,
+ * 2, 0) of code · activation; a0..a3 hold the activations of the four runs
+ * (16 bytes each). */
+__device__ __forceinline__ int dot64(uint4 w, int4 a0, int4 a1, int4 a2, int4 a3, int acc) {
+    const unsigned m = 0x03030303u, ws[4] = {w.x, w.y, w.z, w.w};
+    const int q0[4] = {a0.x, a0.y, a0.z, a0.w}, q1[4] = {a1.x, a1.y, a1.z, a1.w};
+    const int q2[4] = {a2.x, a2.y, a2.z, a2.w}, q3[4] = {a3.x, a3.y, a3.z, a3.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        acc = __dp4a((int)((ws[i] >> 6) & m), q0[i], acc);
+        acc = __dp4a((int)((ws[i] >> 4) & m), q1[i], acc);
+        acc = __dp4a((int)((ws[i] >> 2) & m), q2[i], acc);
+        acc = __dp4a((int)(ws[i] & m), q3[i], acc);
+    }
+    return acc;
+}
+
+/* Eight key elements of a decode attention's score: the new position's
+ * from shared memory (fresh: kn, already rounded as the cache holds them),
+ * else the cached f16 values loaded into kc. */
+__device__ __forceinline__ void key8(float (&kf)[8], bool fresh, const float *kn, uint4 kc) {
+    if (fresh) {
+#pragma unroll
+        for (int e = 0; e < 8; e++) kf[e] = kn[e];
+        return;
+    }
+    const __half2 *h2 = (const __half2 *)&kc;
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+        float2 f = __half22float2(h2[e]);
+        kf[2 * e] = f.x, kf[2 * e + 1] = f.y;
+    }
+}
+
 #endif

@@ -163,4 +163,44 @@ cudaError_t bn_k_rope_attention_batch(cudaStream_t st, const bn_kv_layer *kv, in
                                       const bn_attn_shape *s, float *q, float *k, const float *v, int n_tok,
                                       const int32_t *seq, const int32_t *pos, float theta, int neox, float *out);
 
+
+/* The layers of a one-token decode step in one persistent launch
+ * (kernels_decode_layers.cu, compute capability 9.0): one block per
+ * multiprocessor, grid-wide barriers between the five phases of a layer
+ * (q/k/v, attention, o + residual, gate/up + GLU, down + residual) instead
+ * of kernel boundaries, and every block's slice of the weights of each phase
+ * copied into its shared memory (bulk copies) a layer ahead, so the weight
+ * stream never waits on the chain of dependent steps. Same arithmetic as the
+ * fused decode kernels (bn_k_ternary_pro, bn_k_attention_decode); summation
+ * orders of the attention differ. */
+#define BN_DL_MAX_LAYERS 40
+
+struct bn_dl_layer {
+    const float *attn_norm, *attn_sub, *ffn_norm, *ffn_sub; /* sub-norms: NULL when the model has none */
+    const uint8_t *codes[7];                                /* q, k, v, o, gate, up, down */
+    const float *scale[7];
+    void *K, *V; /* the layer's f16 KV cache */
+};
+
+struct bn_dl_args {
+    int n_layer, n_embd, n_head, n_kv, head_dim, n_ff, n_ctx, neox, relu2;
+    float eps, theta;
+    bn_pos pos;
+    float *x;                 /* the residual stream: read and updated */
+    float *q, *k, *v, *att, *h; /* scratch: n_head*hd, n_kv*hd (x2), n_head*hd, n_ff floats */
+    float *ws;                /* attention partials: bn_k_decode_layers_ws floats */
+    int *cnt;                 /* n_kv * ceil(G/4) counters, zero between launches */
+    unsigned *bar;            /* the grid barrier's counter (zeroed by the launcher) */
+    bn_dl_layer L[BN_DL_MAX_LAYERS];
+};
+
+/* Probes the kernel on the current device (synchronizes: never inside a
+ * stream capture). */
+void bn_k_decode_layers_init(void);
+/* 1 when the current device runs it and a's shapes fit one block per
+ * multiprocessor (n_sm blocks; the layer slices in shared memory). */
+int bn_k_decode_layers_fits(const bn_dl_args *a, int n_sm);
+size_t bn_k_decode_layers_ws(const bn_dl_args *a, int n_sm);
+cudaError_t bn_k_decode_layers(cudaStream_t st, const bn_dl_args *a, int n_sm);
+
 #endif

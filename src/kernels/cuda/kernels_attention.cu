@@ -346,17 +346,7 @@ __global__ void __launch_bounds__(DA_THREADS) k_attn_decode(dattn a) {
                 int ci = part + 4 * k;
                 if (pi < np && ci < nc8) {
                     float kf[8];
-                    if (p == P) {
-#pragma unroll
-                        for (int e = 0; e < 8; e++) kf[e] = kn[ci * 8 + e];
-                    } else {
-                        const __half2 *h2 = (const __half2 *)&kc[k];
-#pragma unroll
-                        for (int e = 0; e < 4; e++) {
-                            float2 f = __half22float2(h2[e]);
-                            kf[2 * e] = f.x, kf[2 * e + 1] = f.y;
-                        }
-                    }
+                    key8(kf, p == P, kn + ci * 8, kc[k]);
 #pragma unroll
                     for (int g = 0; g < ATT_GROUP; g++)
 #pragma unroll

@@ -24,22 +24,6 @@ extern "C" {
 
 #define CODE_MASK 0x03030303u
 
-/* Σ over 64 weights (one 16-byte chunk of codes) of code · activation; a0..a3
- * hold the activations of the four runs (16 bytes each). */
-__device__ __forceinline__ int dot64(uint4 w, int4 a0, int4 a1, int4 a2, int4 a3, int acc) {
-    const unsigned ws[4] = {w.x, w.y, w.z, w.w};
-    const int q0[4] = {a0.x, a0.y, a0.z, a0.w}, q1[4] = {a1.x, a1.y, a1.z, a1.w};
-    const int q2[4] = {a2.x, a2.y, a2.z, a2.w}, q3[4] = {a3.x, a3.y, a3.z, a3.w};
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        acc = __dp4a((int)((ws[i] >> 6) & CODE_MASK), q0[i], acc);
-        acc = __dp4a((int)((ws[i] >> 4) & CODE_MASK), q1[i], acc);
-        acc = __dp4a((int)((ws[i] >> 2) & CODE_MASK), q2[i], acc);
-        acc = __dp4a((int)(ws[i] & CODE_MASK), q3[i], acc);
-    }
-    return acc;
-}
-
 __device__ __forceinline__ void store_result(const bn_tern_job &j, int r, int t, int acc, const float *as,
                                              const int32_t *asum) {
     float v = (float)(acc - asum[t]) * j.scale[r] / as[t];
