@@ -42,6 +42,8 @@
  * BITNET_CUDA_LAYERS=1 runs the layers of one-token steps as one persistent
  * launch where bn_k_decode_layers_fits (opt-in: written without a GPU, not
  * yet run on one), 0 (the default) keeps the per-layer launches;
+ * BITNET_CUDA_LAYERS_PROFILE=1 (with it) prints the time of each step of a
+ * layer in the last launch when the backend is destroyed;
  * BITNET_CUDA_PROFILE=1 times every launch (without graphs or PDL) and prints
  * GPU time per kind of launch when the backend is destroyed. */
 #include <cuda_runtime.h>
@@ -137,6 +139,8 @@ struct cuda_backend {
     int layers;         /* one-token steps: the layers in one persistent launch where it fits */
     long layers_runs;   /* launches of it (tests) */
     unsigned *d_bar;    /* its grid barrier counter */
+    unsigned long long *d_lprof; /* BITNET_CUDA_LAYERS_PROFILE=1: its timestamps (BN_DL_PROF_N) */
+    int lprof_layers;   /* layers of the last profiled launch */
     int32_t *d_tokens;
     int tok_cap;
     float *ws;          /* attention chunks */
@@ -574,7 +578,7 @@ static int run_decode_layers(cuda_backend *c, const op_rec *r, int avail, bn_pos
         if (!u) break;
         used += u, n++;
     }
-    a->n_layer = n, a->pos.ptr = pos.ptr, a->ws = c->ws, a->cnt = c->d_cnt, a->bar = c->d_bar;
+    a->n_layer = n, a->pos.ptr = pos.ptr, a->ws = c->ws, a->cnt = c->d_cnt, a->bar = c->d_bar, a->prof = c->d_lprof;
     int G = n ? a->n_head / a->n_kv : 1;
     if (!n || !bn_k_decode_layers_fits(a, c->n_sm) || bn_k_decode_layers_ws(a, c->n_sm) > c->ws_floats ||
         a->n_kv * ((G + 3) / 4) > N_COUNTERS) {
@@ -584,6 +588,7 @@ static int run_decode_layers(cuda_backend *c, const op_rec *r, int avail, bn_pos
     *label = P_LAYERS;
     check(c, bn_k_decode_layers(c->stream, a, c->n_sm), "decode layers");
     c->layers_runs++;
+    c->lprof_layers = n;
     free(a);
     return used;
 }
@@ -1224,6 +1229,13 @@ static void cu_destroy(bn_backend *be) {
     if (c->stream) cudaStreamSynchronize(c->stream);
     drop_graph(c);
     if (c->prof) print_profile(c);
+    if (c->d_lprof) {
+        unsigned long long *h = (unsigned long long *)calloc(BN_DL_PROF_N, sizeof *h);
+        if (h && cudaMemcpy(h, c->d_lprof, BN_DL_PROF_N * sizeof *h, cudaMemcpyDeviceToHost) == cudaSuccess)
+            bn_k_decode_layers_print_profile(h, c->lprof_layers, stderr);
+        free(h);
+        cudaFree(c->d_lprof);
+    }
     if (c->ev0) cudaEventDestroy(c->ev0);
     if (c->ev1) cudaEventDestroy(c->ev1);
     bn_cuda_weights_release(be);
@@ -1348,8 +1360,14 @@ extern "C" bitnet_status bn_backend_cuda_create(bn_backend **out, int device, bi
     c->fuse_multi = !(fm && !strcmp(fm, "0"));
     const char *ly = getenv("BITNET_CUDA_LAYERS");
     c->layers = ly && !strcmp(ly, "1"); /* opt-in until it has run on a GPU (docs/PERFORMANCE.md) */
+    const char *lp = getenv("BITNET_CUDA_LAYERS_PROFILE");
+    int lprof = lp && *lp && strcmp(lp, "0");
     if (c->prof) c->use_graph = 0, c->pdl = 0; /* launches are timed one by one */
     bitnet_status rc = init_device(c, err);
+    if (!rc && lprof && c->layers &&
+        (cudaMalloc((void **)&c->d_lprof, BN_DL_PROF_N * sizeof(unsigned long long)) != cudaSuccess ||
+         cudaMemset(c->d_lprof, 0, BN_DL_PROF_N * sizeof(unsigned long long)) != cudaSuccess))
+        rc = bn_fail(err, BITNET_E_DEVICE, "cuda:%d: cannot allocate the layers kernel's profile", device);
     if (!rc && c->prof &&
         (cudaEventCreate(&c->ev0) != cudaSuccess || cudaEventCreate(&c->ev1) != cudaSuccess))
         rc = bn_fail(err, BITNET_E_DEVICE, "cuda:%d: cannot create events for profiling", device);

@@ -10,6 +10,7 @@
 
 #include <cuda_runtime.h>
 #include <stdint.h>
+#include <stdio.h>
 
 extern "C" {
 #include "kernels/backend.h"
@@ -174,6 +175,8 @@ cudaError_t bn_k_rope_attention_batch(cudaStream_t st, const bn_kv_layer *kv, in
  * fused decode kernels (bn_k_ternary_pro, bn_k_attention_decode); summation
  * orders of the attention differ. */
 #define BN_DL_MAX_LAYERS 40
+#define BN_DL_STAMPS 18 /* timestamps per layer when profiling */
+#define BN_DL_PROF_N (1 + BN_DL_MAX_LAYERS * BN_DL_STAMPS)
 
 struct bn_dl_layer {
     const float *attn_norm, *attn_sub, *ffn_norm, *ffn_sub; /* sub-norms: NULL when the model has none */
@@ -191,6 +194,7 @@ struct bn_dl_args {
     float *ws;                /* attention partials: bn_k_decode_layers_ws floats */
     int *cnt;                 /* n_kv * ceil(G/4) counters, zero between launches */
     unsigned *bar;            /* the grid barrier's counter (zeroed by the launcher) */
+    unsigned long long *prof; /* NULL, or BN_DL_PROF_N timestamps (ns) of block 0: see kernels_decode_layers.cu */
     bn_dl_layer L[BN_DL_MAX_LAYERS];
 };
 
@@ -202,5 +206,8 @@ void bn_k_decode_layers_init(void);
 int bn_k_decode_layers_fits(const bn_dl_args *a, int n_sm);
 size_t bn_k_decode_layers_ws(const bn_dl_args *a, int n_sm);
 cudaError_t bn_k_decode_layers(cudaStream_t st, const bn_dl_args *a, int n_sm);
+/* Prints the step breakdown of a launch whose a->prof stamps were copied to
+ * host memory (st: BN_DL_PROF_N entries). */
+void bn_k_decode_layers_print_profile(const unsigned long long *st, int n_layer, FILE *f);
 
 #endif

@@ -38,6 +38,7 @@
  * elsewhere or when the shapes do not fit (bn_k_decode_layers_fits). */
 #include <cuda_fp16.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -123,6 +124,12 @@ __device__ __forceinline__ void mbar_wait(uint64_t *b, unsigned parity) {
         "}\n" ::"r"(dl_smem(b)),
         "r"(parity)
         : "memory");
+}
+
+__device__ __forceinline__ unsigned long long dl_now() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;\n" : "=l"(t));
+    return t;
 }
 
 /* L2 policy for the weight stream: evict first (each byte is read once per
@@ -574,6 +581,13 @@ __global__ void __launch_bounds__(DL_THREADS, 1) k_decode_layers(const __grid_co
     }
     const dl_att t = dl_att_plan(a, P, gridDim.x);
     const int item = b < t.groups * t.live ? b : -1, gi = item % t.groups, split = item / t.groups;
+    /* Profiling (a.prof): block 0's thread 0 stamps the global timer at the
+     * start and after each step of each layer (BN_DL_STAMPS a layer). */
+#define DL_STAMP(k)                                                                    \
+    do {                                                                               \
+        if (a.prof && b == 0 && tid == 0) a.prof[1 + l * BN_DL_STAMPS + (k)] = dl_now(); \
+    } while (0)
+    if (a.prof && b == 0 && tid == 0) a.prof[0] = dl_now();
     unsigned gen = 0;
     float wn[DL_NPT], s;
     int sum;
@@ -583,7 +597,9 @@ __global__ void __launch_bounds__(DL_THREADS, 1) k_decode_layers(const __grid_co
         const unsigned par = l & 1;
         /* A: q, k, v */
         dl_prologue(a.x, wn, true, g.E, a.eps, xq, s, sum);
+        DL_STAMP(0);
         mbar_wait(mb + 0, par);
+        DL_STAMP(1);
         {
             const int r0 = b * g.rA, n = min(g.rA, g.Q + 2 * g.KV - r0), rb = g.E / 4;
             const uint8_t *w = sm + g.offA;
@@ -598,6 +614,7 @@ __global__ void __launch_bounds__(DL_THREADS, 1) k_decode_layers(const __grid_co
             }
         }
         dl_refill(a, g, l + 1, 0, sm, mb);
+        DL_STAMP(2);
         uint4 kc[4];
         __half2 vr[16];
         if (item >= 0) {
@@ -607,20 +624,29 @@ __global__ void __launch_bounds__(DL_THREADS, 1) k_decode_layers(const __grid_co
             dl_att_load(kc, vr, K, V, p0, min(DL_CH, min(p0 + t.S, t.n) - p0), P, g.hd);
         }
         dl_grid_sync(a.bar, gen);
+        DL_STAMP(3);
         /* B: attention */
         if (item >= 0) dl_attention(a, L, t, gi, split, P, F, cs, sn, kc, vr);
+        DL_STAMP(4);
         dl_load_vec(wn, L.attn_sub, g.Q);
         dl_grid_sync(a.bar, gen);
+        DL_STAMP(5);
         /* C: o, x += o */
         dl_prologue(a.att, wn, L.attn_sub != NULL, g.Q, a.eps, xq, s, sum);
+        DL_STAMP(6);
         mbar_wait(mb + 1, par);
+        DL_STAMP(7);
         dl_residual(sm + g.offO, g.rO, g.E, g.Q, xq, s, sum, a.x);
         dl_refill(a, g, l + 1, 1, sm, mb);
+        DL_STAMP(8);
         dl_load_vec(wn, L.ffn_norm, g.E);
         dl_grid_sync(a.bar, gen);
+        DL_STAMP(9);
         /* D: gate, up, h = act(gate)·up */
         dl_prologue(a.x, wn, true, g.E, a.eps, xq, s, sum);
+        DL_STAMP(10);
         mbar_wait(mb + 2, par);
+        DL_STAMP(11);
         {
             const int r0 = b * g.rG, n = min(g.rG, g.F - r0), rb = g.E / 4;
             const uint8_t *w = sm + g.offG;
@@ -635,18 +661,25 @@ __global__ void __launch_bounds__(DL_THREADS, 1) k_decode_layers(const __grid_co
             }
         }
         dl_refill(a, g, l + 1, 2, sm, mb);
+        DL_STAMP(12);
         dl_load_vec(wn, L.ffn_sub, g.F);
         dl_grid_sync(a.bar, gen);
+        DL_STAMP(13);
         /* E: down, x += down */
         dl_prologue(a.h, wn, L.ffn_sub != NULL, g.F, a.eps, xq, s, sum);
+        DL_STAMP(14);
         mbar_wait(mb + 3, par);
+        DL_STAMP(15);
         dl_residual(sm + g.offD, g.rD, g.E, g.F, xq, s, sum, a.x);
         dl_refill(a, g, l + 1, 3, sm, mb);
+        DL_STAMP(16);
         if (l + 1 < a.n_layer) {
             dl_load_vec(wn, a.L[l + 1].attn_norm, g.E);
             dl_grid_sync(a.bar, gen);
+            DL_STAMP(17);
         }
     }
+#undef DL_STAMP
 #endif
 }
 
@@ -777,7 +810,6 @@ cudaError_t bn_k_decode_layers(cudaStream_t st, const bn_dl_args *a, int n_sm) {
 /* ----------------------------------------------------- the plan, on host -- */
 
 #include <stdarg.h>
-#include <stdio.h>
 
 extern "C" {
 #include "kernels/cuda/cuda_backend.h"
@@ -898,4 +930,30 @@ extern "C" int bn_cuda_layers_check_plan(int n_embd, int n_head, int n_kv, int h
     if (ok) ok = dl_check_attention(*a, n_sm, msg, msg_len);
     free(a);
     return ok;
+}
+
+/* The breakdown of one launch from its timestamps (BN_DL_STAMPS per layer
+ * after the start stamp): each step's mean over the layers, in µs. */
+void bn_k_decode_layers_print_profile(const unsigned long long *st, int n_layer, FILE *f) {
+    static const char *names[BN_DL_STAMPS] = {
+        "A norm+quantize", "A weights wait", "A q/k/v rows",  "A barrier",       "B attention",   "B barrier",
+        "C [norm]+quantize", "C weights wait", "C o rows",    "C barrier",       "D norm+quantize", "D weights wait",
+        "D gate/up rows",  "D barrier",      "E [norm]+quantize", "E weights wait", "E down rows",  "E barrier"};
+    if (n_layer < 1 || !st[0]) return;
+    double sum[BN_DL_STAMPS] = {0};
+    int cnt[BN_DL_STAMPS] = {0};
+    unsigned long long prev = st[0];
+    for (int l = 0; l < n_layer; l++)
+        for (int k = 0; k < BN_DL_STAMPS; k++) {
+            unsigned long long t = st[1 + l * BN_DL_STAMPS + k];
+            if (k == BN_DL_STAMPS - 1 && l == n_layer - 1) break; /* no barrier after the last layer */
+            sum[k] += (double)(t - prev) * 1e-3;
+            cnt[k]++;
+            prev = t;
+        }
+    double total = (double)(prev - st[0]) * 1e-3;
+    fprintf(f, "cuda layers kernel profile (block 0, last launch: %d layers, %.1f us, %.2f us per layer):\n", n_layer,
+            total, total / n_layer);
+    for (int k = 0; k < BN_DL_STAMPS; k++)
+        if (cnt[k]) fprintf(f, "  %-20s %8.2f us per layer\n", names[k], sum[k] / cnt[k]);
 }
