@@ -38,12 +38,16 @@
  * elsewhere or when the shapes do not fit (bn_k_decode_layers_fits). */
 #include <cuda_fp16.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_kernels.cuh"
+
+extern "C" {
+#include "kernels/cuda/cuda_backend.h"
+}
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 #define DL_ARCH 1
@@ -208,6 +212,38 @@ __device__ __forceinline__ void dl_residual(const uint8_t *w, int R, int rows, i
         if (lane == 0) {
             float *y = x + r0 + rr;
             *y = __fadd_rn(__ldcg(y), (float)(acc - sum) * sc[rr] / s);
+        }
+    }
+}
+
+/* The block's rows of q, k and v (one numbering over the three, as
+ * dl_slices cuts them), the slice at w. */
+__device__ __forceinline__ void dl_qkv(const bn_dl_args &a, const dl_geo &g, const uint8_t *w, const int8_t *xq,
+                                       float s, int sum) {
+    const int r0 = blockIdx.x * g.rA, n = min(g.rA, g.Q + 2 * g.KV - r0), rb = g.E / 4, lane = threadIdx.x & 31;
+    const float *sc = (const float *)(w + (size_t)g.rA * rb);
+    for (int rr = threadIdx.x >> 5; rr < n; rr += DL_WARPS) {
+        int acc = dl_row_dot(w + (size_t)rr * rb, xq, g.E >> 6, lane);
+        if (lane == 0) {
+            int r = r0 + rr;
+            float *y = r < g.Q ? a.q + r : r < g.Q + g.KV ? a.k + (r - g.Q) : a.v + (r - g.Q - g.KV);
+            *y = (float)(acc - sum) * sc[rr] / s;
+        }
+    }
+}
+
+/* The block's rows of gate and up (the same rows of both, so the GLU needs
+ * nothing from other blocks): h = act(gate)·up. */
+__device__ __forceinline__ void dl_gate_up(const bn_dl_args &a, const dl_geo &g, const uint8_t *w, const int8_t *xq,
+                                           float s, int sum) {
+    const int r0 = blockIdx.x * g.rG, n = min(g.rG, g.F - r0), rb = g.E / 4, lane = threadIdx.x & 31;
+    const float *sc = (const float *)(w + 2 * (size_t)g.rG * rb);
+    for (int rr = threadIdx.x >> 5; rr < n; rr += DL_WARPS) {
+        int ag = dl_row_dot(w + (size_t)rr * rb, xq, g.E >> 6, lane);
+        int au = dl_row_dot(w + (size_t)(g.rG + rr) * rb, xq, g.E >> 6, lane);
+        if (lane == 0) {
+            float gv = (float)(ag - sum) * sc[rr] / s, uv = (float)(au - sum) * sc[g.rG + rr] / s;
+            a.h[r0 + rr] = glu_one(gv, uv, a.relu2);
         }
     }
 }
@@ -566,7 +602,7 @@ __global__ void __launch_bounds__(DL_THREADS, 1) k_decode_layers(const __grid_co
     uint64_t *mb = (uint64_t *)sm;
     int8_t *xq = (int8_t *)(sm + g.offXq);
     float *F = (float *)(sm + g.offF), *cs = (float *)(sm + g.offCs), *sn = cs + g.hd / 2;
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, b = blockIdx.x;
+    const int tid = threadIdx.x, b = blockIdx.x;
     const int P = a.pos.ptr ? *a.pos.ptr : a.pos.val;
     if (tid == 0) {
         for (int i = 0; i < 4; i++) mbar_init(mb + i, 1);
@@ -600,19 +636,7 @@ __global__ void __launch_bounds__(DL_THREADS, 1) k_decode_layers(const __grid_co
         DL_STAMP(0);
         mbar_wait(mb + 0, par);
         DL_STAMP(1);
-        {
-            const int r0 = b * g.rA, n = min(g.rA, g.Q + 2 * g.KV - r0), rb = g.E / 4;
-            const uint8_t *w = sm + g.offA;
-            const float *sc = (const float *)(w + (size_t)g.rA * rb);
-            for (int rr = warp; rr < n; rr += DL_WARPS) {
-                int acc = dl_row_dot(w + (size_t)rr * rb, xq, g.E >> 6, lane);
-                if (lane == 0) {
-                    int r = r0 + rr;
-                    float *y = r < g.Q ? a.q + r : r < g.Q + g.KV ? a.k + (r - g.Q) : a.v + (r - g.Q - g.KV);
-                    *y = (float)(acc - sum) * sc[rr] / s;
-                }
-            }
-        }
+        dl_qkv(a, g, sm + g.offA, xq, s, sum);
         dl_refill(a, g, l + 1, 0, sm, mb);
         DL_STAMP(2);
         uint4 kc[4];
@@ -647,19 +671,7 @@ __global__ void __launch_bounds__(DL_THREADS, 1) k_decode_layers(const __grid_co
         DL_STAMP(10);
         mbar_wait(mb + 2, par);
         DL_STAMP(11);
-        {
-            const int r0 = b * g.rG, n = min(g.rG, g.F - r0), rb = g.E / 4;
-            const uint8_t *w = sm + g.offG;
-            const float *sc = (const float *)(w + 2 * (size_t)g.rG * rb);
-            for (int rr = warp; rr < n; rr += DL_WARPS) {
-                int ag = dl_row_dot(w + (size_t)rr * rb, xq, g.E >> 6, lane);
-                int au = dl_row_dot(w + (size_t)(g.rG + rr) * rb, xq, g.E >> 6, lane);
-                if (lane == 0) {
-                    float gv = (float)(ag - sum) * sc[rr] / s, uv = (float)(au - sum) * sc[g.rG + rr] / s;
-                    a.h[r0 + rr] = glu_one(gv, uv, a.relu2);
-                }
-            }
-        }
+        dl_gate_up(a, g, sm + g.offG, xq, s, sum);
         dl_refill(a, g, l + 1, 2, sm, mb);
         DL_STAMP(12);
         dl_load_vec(wn, L.ffn_sub, g.F);
@@ -808,12 +820,6 @@ cudaError_t bn_k_decode_layers(cudaStream_t st, const bn_dl_args *a, int n_sm) {
 }
 
 /* ----------------------------------------------------- the plan, on host -- */
-
-#include <stdarg.h>
-
-extern "C" {
-#include "kernels/cuda/cuda_backend.h"
-}
 
 static int dl_bad(char *msg, size_t n, const char *fmt, ...) {
     va_list ap;
