@@ -13,7 +13,12 @@ out=${1:-$src/build-neon-cross}
 mkdir -p "$out"
 CC=${AARCH64_CC:-aarch64-linux-gnu-gcc}
 QEMU=${QEMU_AARCH64:-qemu-aarch64}
-SYSROOT=${AARCH64_SYSROOT:-/usr/aarch64-linux-gnu}
+# Where qemu finds the arm64 loader and libc: the cross toolchain's sysroot,
+# unless the arm64 multiarch libraries are installed (deps.sh --test does, for
+# neon_conformance.sh): then the loader under / must be used, because the
+# sysroot's loader would pick up the multiarch libc of another build and hang.
+if [ -z "${AARCH64_SYSROOT:-}" ] && [ -e /lib/aarch64-linux-gnu/libc.so.6 ]; then SYSROOT=/
+else SYSROOT=${AARCH64_SYSROOT:-/usr/aarch64-linux-gnu}; fi
 flags="-std=c11 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -I$src/include -I$src/src -I$src/tests/kernels/cross"
 k=$src/src/kernels/cpu
 for f in kernels_ref cpu_kernels kernels_neon; do

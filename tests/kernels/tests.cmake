@@ -14,6 +14,17 @@ if(BITNET_AARCH64_CC AND BITNET_QEMU_AARCH64)
   add_test(NAME kernels_neon_cross
            COMMAND sh ${CMAKE_SOURCE_DIR}/tests/kernels/neon_cross.sh ${CMAKE_BINARY_DIR}/neon_cross)
   set_tests_properties(kernels_neon_cross PROPERTIES PASS_REGULAR_EXPRESSION "neon_cross: PASS")
+  # The conformance checker at the NEON levels: the whole engine cross-built
+  # against the arm64 multiarch dependencies (scripts/deps.sh --test installs them).
+  if(EXISTS /usr/lib/aarch64-linux-gnu/pkgconfig/libcjson.pc AND EXISTS /usr/lib/aarch64-linux-gnu/pkgconfig/libpcre2-8.pc
+     AND EXISTS /lib/aarch64-linux-gnu/libc.so.6)
+    add_test(NAME conformance_neon
+             COMMAND sh ${CMAKE_SOURCE_DIR}/tests/kernels/neon_conformance.sh ${CMAKE_SOURCE_DIR}
+                     ${CMAKE_BINARY_DIR}/arm64 ${CMAKE_SOURCE_DIR}/../shared/conformance)
+    set_tests_properties(conformance_neon PROPERTIES PASS_REGULAR_EXPRESSION "neon_conformance: PASS" TIMEOUT 900)
+  else()
+    message(STATUS "conformance_neon not registered: no arm64 multiarch libcjson/libpcre2 (scripts/deps.sh --test)")
+  endif()
 endif()
 
 # LUT-versus-MAD measurement (docs/PERFORMANCE.md, "CPU kernels"): built, not a

@@ -216,7 +216,7 @@ void bn_dense_gemm_neon(const bn_dense *w, int64_t r0, int64_t r1, const float *
         int nt = n_tok - t0 < TOK_TILE ? n_tok - t0 : TOK_TILE;
         for (int64_t r = r0; r < r1; r++) {
             const uint8_t *wr = w->data + r * w->row_bytes;
-            float d[TOK_TILE];
+            float d[TOK_TILE] = {0}; /* every slot below nt is written; zeroed so that GCC -O3 sees it */
             if (w->type == BN_GGML_F16) f16_row_dots((const uint16_t *)wr, cols, x + (int64_t)t0 * cols, nt, d);
             else q8_0_row_dots(wr, cols, x + (int64_t)t0 * cols, nt, d);
             for (int t = 0; t < nt; t++) y[(int64_t)(t0 + t) * ldy + r] = d[t];
