@@ -185,19 +185,102 @@ __host__ __device__ inline int dl_perm(int i, int nch) {
     return ((r * nch + bk * 2 + (b >> 4)) << 4) + (b & 15);
 }
 
-/* Σ code · activation over one row of codes in shared memory (all lanes
- * get the sum). */
-__device__ __forceinline__ int dl_row_dot(const uint8_t *w, const int8_t *xq, int nch, int lane) {
-    int acc = 0;
-#pragma unroll 2
-    for (int c = lane; c < nch; c += 32) {
-        uint4 wv = *(const uint4 *)(w + (c << 4));
-        int4 a0 = *(const int4 *)(xq + (c << 4)), a1 = *(const int4 *)(xq + ((nch + c) << 4));
-        int4 a2 = *(const int4 *)(xq + ((2 * nch + c) << 4)), a3 = *(const int4 *)(xq + ((3 * nch + c) << 4));
-        acc = dot64(wv, a0, a1, a2, a3, acc);
+/* Lanes per row of a phase with n rows a block and nch 16-byte code chunks
+ * a row: 8, 16 or 32, whichever needs the fewest rounds of chunk dots per
+ * thread (2B4T on 132 SMs: q/k/v and o 16, gate/up 8, down 16 lanes; one
+ * warp a row would leave 3/8 of the lanes idle in a second round of a
+ * 40-chunk row). */
+__host__ __device__ inline int dl_lanes(int n, int nch) {
+    int best = 32, cost = 1 << 30;
+    for (int L = 32; L >= 8; L >>= 1) {
+        int per_round = DL_THREADS / L, c = (n + per_round - 1) / per_round * ((nch + L - 1) / L);
+        if (c < cost) cost = c, best = L;
     }
-    for (int o = 16; o; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-    return acc;
+    return best;
+}
+
+#ifdef DL_ARCH
+/* Unsigned bytes of a times signed bytes of b, summed into c. */
+__device__ __forceinline__ int dp4a_us(unsigned a, int b, int c) {
+    int d;
+    asm("dp4a.u32.s32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    return d;
+}
+
+/* dot64's products with the codes masked in place instead of shifted down:
+ * run r's products come scaled by 64, 16, 4, 1 into acc[r] (exact: below
+ * 2^31 for rows of up to 8192 codes), one mask per 32-bit word and run
+ * instead of a shift and a mask. dl_unscale undoes the scales. */
+__device__ __forceinline__ void dot64m(uint4 w, int4 a0, int4 a1, int4 a2, int4 a3, int (&acc)[4]) {
+    const unsigned ws[4] = {w.x, w.y, w.z, w.w};
+    const int q0[4] = {a0.x, a0.y, a0.z, a0.w}, q1[4] = {a1.x, a1.y, a1.z, a1.w};
+    const int q2[4] = {a2.x, a2.y, a2.z, a2.w}, q3[4] = {a3.x, a3.y, a3.z, a3.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        acc[0] = dp4a_us(ws[i] & 0xC0C0C0C0u, q0[i], acc[0]);
+        acc[1] = dp4a_us(ws[i] & 0x30303030u, q1[i], acc[1]);
+        acc[2] = dp4a_us(ws[i] & 0x0C0C0C0Cu, q2[i], acc[2]);
+        acc[3] = dp4a_us(ws[i] & 0x03030303u, q3[i], acc[3]);
+    }
+}
+
+__device__ __forceinline__ int dl_unscale(const int (&acc)[4]) {
+    return (acc[0] >> 6) + (acc[1] >> 4) + (acc[2] >> 2) + acc[3];
+}
+
+/* The four runs of chunk c's activations (dl_perm's layout). */
+__device__ __forceinline__ void dl_act(const int8_t *xq, int nch, int c, int4 (&a)[4]) {
+#pragma unroll
+    for (int r = 0; r < 4; r++) a[r] = *(const int4 *)(xq + ((r * nch + c) << 4));
+}
+
+/* Σ code · activation over the rows at w1 (and w2: gate and up share the
+ * activation loads) of nch chunks, by the L lanes of a group (sub = lane
+ * within it); every lane of the group gets the sums. Every lane of the warp
+ * must call it (the shuffles); a lane without a row passes nch = 0. */
+template <int L, int NW>
+__device__ __forceinline__ void dl_dot(const uint8_t *w1, const uint8_t *w2, const int8_t *xq, int nch, int nchr,
+                                       int sub, int (&out)[NW]) {
+    int acc[NW][4] = {};
+#pragma unroll 2
+    for (int c = sub; c < nch; c += L) {
+        int4 a[4];
+        dl_act(xq, nchr, c, a);
+        dot64m(*(const uint4 *)(w1 + (c << 4)), a[0], a[1], a[2], a[3], acc[0]);
+        if (NW == 2) dot64m(*(const uint4 *)(w2 + (c << 4)), a[0], a[1], a[2], a[3], acc[NW - 1]);
+    }
+#pragma unroll
+    for (int k = 0; k < NW; k++) {
+        int v = dl_unscale(acc[k]);
+#pragma unroll
+        for (int o = L / 2; o; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+        out[k] = v;
+    }
+}
+
+/* Rows of a phase, L lanes a row: calls row(rr, sums) for each of the
+ * block's n rows (rb bytes of codes a row at w; with NW = 2 the second row
+ * is R rows further: up after gate) on the group's first lane. */
+template <int L, int NW, class Row>
+__device__ __forceinline__ void dl_rows_l(const uint8_t *w, int R, int n, int rb, const int8_t *xq, int nch,
+                                          Row row) {
+    const int lane = threadIdx.x & 31, sub = lane & (L - 1);
+    for (int base = (threadIdx.x >> 5) * (32 / L); base < n; base += DL_THREADS / L) {
+        const int rr = base + lane / L, ok = rr < n;
+        const uint8_t *w1 = w + (size_t)(ok ? rr : 0) * rb;
+        int v[NW];
+        dl_dot<L, NW>(w1, w1 + (size_t)R * rb, xq, ok ? nch : 0, nch, sub, v);
+        if (ok && sub == 0) row(rr, v);
+    }
+}
+
+template <int NW, class Row>
+__device__ __forceinline__ void dl_rows(const uint8_t *w, int R, int n, int rb, const int8_t *xq, int nch, Row row) {
+    switch (dl_lanes(n, nch)) {
+    case 8: dl_rows_l<8, NW>(w, R, n, rb, xq, nch, row); break;
+    case 16: dl_rows_l<16, NW>(w, R, n, rb, xq, nch, row); break;
+    default: dl_rows_l<32, NW>(w, R, n, rb, xq, nch, row); break;
+    }
 }
 
 /* The block's rows of a matmul whose result is added to the residual
@@ -205,48 +288,39 @@ __device__ __forceinline__ int dl_row_dot(const uint8_t *w, const int8_t *xq, in
  * at w (codes, then scales). x's rows are this block's alone in the phase. */
 __device__ __forceinline__ void dl_residual(const uint8_t *w, int R, int rows, int cols, const int8_t *xq, float s,
                                             int sum, float *x) {
-    const int r0 = blockIdx.x * R, n = min(R, rows - r0), rb = cols / 4, lane = threadIdx.x & 31;
+    const int r0 = blockIdx.x * R, n = min(R, rows - r0), rb = cols / 4;
     const float *sc = (const float *)(w + (size_t)R * rb);
-    for (int rr = threadIdx.x >> 5; rr < n; rr += DL_WARPS) {
-        int acc = dl_row_dot(w + (size_t)rr * rb, xq, cols >> 6, lane);
-        if (lane == 0) {
-            float *y = x + r0 + rr;
-            *y = __fadd_rn(__ldcg(y), (float)(acc - sum) * sc[rr] / s);
-        }
-    }
+    dl_rows<1>(w, R, n, rb, xq, cols >> 6, [&](int rr, const int (&acc)[1]) {
+        float *y = x + r0 + rr;
+        *y = __fadd_rn(__ldcg(y), (float)(acc[0] - sum) * sc[rr] / s);
+    });
 }
 
 /* The block's rows of q, k and v (one numbering over the three, as
  * dl_slices cuts them), the slice at w. */
 __device__ __forceinline__ void dl_qkv(const bn_dl_args &a, const dl_geo &g, const uint8_t *w, const int8_t *xq,
                                        float s, int sum) {
-    const int r0 = blockIdx.x * g.rA, n = min(g.rA, g.Q + 2 * g.KV - r0), rb = g.E / 4, lane = threadIdx.x & 31;
+    const int r0 = blockIdx.x * g.rA, n = min(g.rA, g.Q + 2 * g.KV - r0), rb = g.E / 4;
     const float *sc = (const float *)(w + (size_t)g.rA * rb);
-    for (int rr = threadIdx.x >> 5; rr < n; rr += DL_WARPS) {
-        int acc = dl_row_dot(w + (size_t)rr * rb, xq, g.E >> 6, lane);
-        if (lane == 0) {
-            int r = r0 + rr;
-            float *y = r < g.Q ? a.q + r : r < g.Q + g.KV ? a.k + (r - g.Q) : a.v + (r - g.Q - g.KV);
-            *y = (float)(acc - sum) * sc[rr] / s;
-        }
-    }
+    dl_rows<1>(w, g.rA, n, rb, xq, g.E >> 6, [&](int rr, const int (&acc)[1]) {
+        int r = r0 + rr;
+        float *y = r < g.Q ? a.q + r : r < g.Q + g.KV ? a.k + (r - g.Q) : a.v + (r - g.Q - g.KV);
+        *y = (float)(acc[0] - sum) * sc[rr] / s;
+    });
 }
 
 /* The block's rows of gate and up (the same rows of both, so the GLU needs
  * nothing from other blocks): h = act(gate)·up. */
 __device__ __forceinline__ void dl_gate_up(const bn_dl_args &a, const dl_geo &g, const uint8_t *w, const int8_t *xq,
                                            float s, int sum) {
-    const int r0 = blockIdx.x * g.rG, n = min(g.rG, g.F - r0), rb = g.E / 4, lane = threadIdx.x & 31;
+    const int r0 = blockIdx.x * g.rG, n = min(g.rG, g.F - r0), rb = g.E / 4;
     const float *sc = (const float *)(w + 2 * (size_t)g.rG * rb);
-    for (int rr = threadIdx.x >> 5; rr < n; rr += DL_WARPS) {
-        int ag = dl_row_dot(w + (size_t)rr * rb, xq, g.E >> 6, lane);
-        int au = dl_row_dot(w + (size_t)(g.rG + rr) * rb, xq, g.E >> 6, lane);
-        if (lane == 0) {
-            float gv = (float)(ag - sum) * sc[rr] / s, uv = (float)(au - sum) * sc[g.rG + rr] / s;
-            a.h[r0 + rr] = glu_one(gv, uv, a.relu2);
-        }
-    }
+    dl_rows<2>(w, g.rG, n, rb, xq, g.E >> 6, [&](int rr, const int (&acc)[2]) {
+        float gv = (float)(acc[0] - sum) * sc[rr] / s, uv = (float)(acc[1] - sum) * sc[g.rG + rr] / s;
+        a.h[r0 + rr] = glu_one(gv, uv, a.relu2);
+    });
 }
+#endif
 
 /* Norm weight (or NULL) of the next prologue, into registers. */
 __device__ __forceinline__ void dl_load_vec(float (&wn)[DL_NPT], const float *w, int cols) {
@@ -257,25 +331,44 @@ __device__ __forceinline__ void dl_load_vec(float (&wn)[DL_NPT], const float *w,
     }
 }
 
+/* A block-wide reduction with one barrier: the warps' partials in sh, then
+ * every warp combines all DL_WARPS of them (lane i and i + 16 hold partial
+ * i % 16; four shuffles). sh must not be in use by another reduction: the
+ * prologue gives each of its three its own array, and the grid barrier
+ * between prologues orders their reuse. (block_reduce takes a barrier more
+ * and sums the partials one after another, ~0.5 µs a reduction here.) */
+template <typename T, typename Op> __device__ __forceinline__ T dl_reduce(T v, Op op, T *sh) {
+    static_assert(DL_WARPS == 16, "the tail combines 16 partials");
+    for (int o = 16; o; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
+    const int lane = threadIdx.x & 31;
+    if (lane == 0) sh[threadIdx.x >> 5] = v;
+    __syncthreads();
+    v = sh[lane & 15];
+    for (int o = 8; o; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
 /* [RMSNorm with the weight in wn] -> int8 of the row src (written by other
- * blocks: read through L2) into xq; act_prologue's arithmetic. */
+ * blocks: read through L2) into xq; act_prologue's arithmetic (its sum of
+ * squares in another order). */
 __device__ void dl_prologue(const float *src, const float (&wn)[DL_NPT], bool norm, int cols, float eps, int8_t *xq,
                             float &s_out, int &sum_out) {
-    __shared__ double shd[32];
-    __shared__ float shf[32];
-    __shared__ int shi[32];
-    const int tid = threadIdx.x;
+    __shared__ double shd[DL_WARPS];
+    __shared__ float shf[DL_WARPS];
+    __shared__ int shi[DL_WARPS];
+    const int tid = threadIdx.x, nk = (cols + DL_THREADS - 1) / DL_THREADS;
     float v[DL_NPT];
 #pragma unroll
     for (int k = 0; k < DL_NPT; k++) {
         int i = tid + k * DL_THREADS;
-        v[k] = i < cols ? __ldcg(src + i) : 0.0f;
+        v[k] = k < nk && i < cols ? __ldcg(src + i) : 0.0f;
     }
     if (norm) {
         double ss = 0.0;
 #pragma unroll
-        for (int k = 0; k < DL_NPT; k++) ss += (double)v[k] * (double)v[k];
-        ss = block_reduce(ss, op_sum(), shd);
+        for (int k = 0; k < DL_NPT; k++)
+            if (k < nk) ss += (double)v[k] * (double)v[k];
+        ss = dl_reduce(ss, op_sum(), shd);
         float r = (float)(1.0 / sqrt(ss / cols + (double)eps));
 #pragma unroll
         for (int k = 0; k < DL_NPT; k++) v[k] = __fmul_rn(__fmul_rn(v[k], r), wn[k]);
@@ -283,19 +376,19 @@ __device__ void dl_prologue(const float *src, const float (&wn)[DL_NPT], bool no
     float amax = 0.0f;
 #pragma unroll
     for (int k = 0; k < DL_NPT; k++) amax = fmaxf(amax, fabsf(v[k]));
-    amax = block_reduce(amax, op_max(), shf);
+    amax = dl_reduce(amax, op_max(), shf);
     float s = 127.0f / fmaxf(amax, 1e-5f);
     int sum = 0, nch = cols >> 6;
 #pragma unroll
     for (int k = 0; k < DL_NPT; k++) {
         int i = tid + k * DL_THREADS;
-        if (i < cols) {
+        if (k < nk && i < cols) {
             int q = quant_one(v[k], s);
             xq[dl_perm(i, nch)] = (int8_t)q;
             sum += q;
         }
     }
-    sum = block_reduce(sum, op_sum(), shi); /* its barriers also publish xq */
+    sum = dl_reduce(sum, op_sum(), shi); /* its barrier also publishes xq */
     s_out = s;
     sum_out = sum;
 }
