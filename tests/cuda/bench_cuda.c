@@ -579,11 +579,13 @@ int main(int argc, char **argv) {
     /* The decode optimizations one at a time (graph on): programmatic
      * dependent launch, and the decode fusions (norm prologues in the
      * matmuls, one-launch attention); a longer context. */
-    const char *vars[][2] = {{"BITNET_CUDA_LAYERS", "1"}, {"BITNET_CUDA_PDL", "0"}, {"BITNET_CUDA_FUSE", "0"},
+    const char *vars[][2] = {{"BITNET_CUDA_LAYERS", "0"}, {"BITNET_CUDA_PDL", "0"}, {"BITNET_CUDA_FUSE", "0"},
                              {"BITNET_CUDA_PDL", "0"}};
-    const char *names[] = {"persistent layers kernel (BITNET_CUDA_LAYERS=1)", "PDL off", "fusions off", "PDL and fusions off"};
+    const char *names[] = {"per-layer launches (BITNET_CUDA_LAYERS=0)", "PDL off, per-layer launches",
+                           "fusions off, per-layer launches", "PDL and fusions off, per-layer launches"};
     for (int v = 0; v < 4; v++) {
         setenv(vars[v][0], vars[v][1], 1);
+        setenv("BITNET_CUDA_LAYERS", "0", 1); /* PDL and the fusions belong to the per-layer path */
         if (v == 3) setenv("BITNET_CUDA_FUSE", "0", 1);
         int ok = make_backend(&b, 1, n_ctx, max_b);
         unsetenv("BITNET_CUDA_PDL"), unsetenv("BITNET_CUDA_FUSE"), unsetenv("BITNET_CUDA_LAYERS");

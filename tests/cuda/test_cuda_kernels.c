@@ -1014,7 +1014,12 @@ static void test_decode_layers_plan(void **state) {
  * RoPE, one to three query-head groups per kv head (G = 6: two blocks per
  * head), head sizes 32 / 64 / 96, and 42 layers (two launches per step). The
  * attention sums in another order, so an int8 rounding may flip (~1e-2 on
- * these small models); a wrong row, position or split gives ~1. Where the
+ * these small models); a wrong row, position or split gives ~1. Over many
+ * layers a flipped rounding spreads to most later steps (42 layers: 17 of 24
+ * steps above 1e-3 on an H100, while the kernel stayed as close to the CPU
+ * as the per-layer launches: 0.0367 against 0.0381), so there the test asks
+ * instead that the kernel be no farther from the CPU than the per-layer
+ * launches by more than half as much again. Where the
  * kernel must run (BITNET_TEST_NEED_LAYERS set: gpu-check.sh on 9.0+), the
  * test also fails when it did not. BITNET_CUDA_LAYERS=1 / 0 on both sides,
  * whatever the default. */
@@ -1089,8 +1094,12 @@ static void test_decode_layers(void **state) {
                 runs_ng, same_ng ? "bit-identical" : "DIFFERENT");
         fails += !same_ng || (need && runs_ng < nd);
         fails += runs_off != 0;              /* BITNET_CUDA_LAYERS=0 is obeyed */
-        fails += need && runs < nd;          /* it ran every step (two launches per step with 42 layers) */
-        fails += !(worst < 5e-2) || moved > nd / 4 || !(worst_cpu < 5e-2);
+        /* With graphs the launch is recorded once and replayed every step (the
+         * bit-identical run without graphs, one launch a step, shows that the
+         * replay runs it); 42 layers take two launches. */
+        fails += need && runs < (hp->n_layer > 40 ? 2 : 1);
+        fails += !(worst < 5e-2) || !(worst_cpu < 5e-2);
+        fails += hp->n_layer <= 4 ? moved > nd / 4 : !(worst_cpu <= 1.5 * off_cpu + 1e-3);
         free(lg), free(ln), free(lc);
         f->gpu->ops->destroy(f->gpu);
         assert_int_equal(bn_backend_cuda_create(&f->gpu, 0, &err), BITNET_OK);

@@ -39,9 +39,10 @@
  * dependent launch; BITNET_CUDA_FUSE=0 disables the decode fusions (the
  * previous kernels: separate norms, attention in three launches);
  * BITNET_CUDA_FUSE_MULTI=0 runs steps of several tokens op by op, unfused;
- * BITNET_CUDA_LAYERS=1 runs the layers of one-token steps as one persistent
- * launch where bn_k_decode_layers_fits (opt-in: written without a GPU, not
- * yet run on one), 0 (the default) keeps the per-layer launches;
+ * one-token steps run their layers as one persistent launch where the
+ * start-up probe passed (compute capability 9.0+) and bn_k_decode_layers_fits
+ * (H100: 697 against 471 tok/s, docs/PERFORMANCE.md); BITNET_CUDA_LAYERS=0
+ * keeps the per-layer launches;
  * BITNET_CUDA_LAYERS_PROFILE=1 (with it) prints the time of each step of a
  * layer in the last launch when the backend is destroyed;
  * BITNET_CUDA_PROFILE=1 times every launch (without graphs or PDL) and prints
@@ -1359,7 +1360,7 @@ extern "C" bitnet_status bn_backend_cuda_create(bn_backend **out, int device, bi
     const char *fm = getenv("BITNET_CUDA_FUSE_MULTI");
     c->fuse_multi = !(fm && !strcmp(fm, "0"));
     const char *ly = getenv("BITNET_CUDA_LAYERS");
-    c->layers = ly && !strcmp(ly, "1"); /* opt-in until it has run on a GPU (docs/PERFORMANCE.md) */
+    c->layers = !(ly && !strcmp(ly, "0")); /* on by default; still only where the probe passes */
     const char *lp = getenv("BITNET_CUDA_LAYERS_PROFILE");
     int lprof = lp && *lp && strcmp(lp, "0");
     if (c->prof) c->use_graph = 0, c->pdl = 0; /* launches are timed one by one */
